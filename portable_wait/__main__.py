@@ -1,0 +1,3 @@
+from portable_wait import cli
+
+raise SystemExit(cli.main())

@@ -1,0 +1,237 @@
+"""The exception tree, and the pure mapping from an HTTP response to an exception.
+
+::
+
+    PortableError                      base of everything portable-wait raises on purpose
+    ├── PortableAPIError               an HTTP error answer; .status_code, .message, .retry_after
+    │   ├── AuthenticationError        401: no valid API key
+    │   ├── PermissionDeniedError      403: the key may not see this workflow, or the plan lacks the feature
+    │   └── WorkflowNotFoundError      404: no workflow with that ID
+    ├── TransportError                 connection failed, reset or timed out (no HTTP answer)
+    ├── InvalidResponseError           a 200 whose body is not a workflow status (.transient: not JSON / cut short)
+    ├── WorkflowFailedError            the workflow finished with disposition FAILED; .status
+    └── WaitTimeoutError               the wait's own timeout passed (also a TimeoutError); .last_status
+
+Every exception has ``.workflow_id`` (None where no workflow is concerned). Messages never contain the API key:
+they are built from the server's answer, which the client redacts before it gets here.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import WorkflowStatus
+
+__all__ = [
+    "AuthenticationError",
+    "InvalidResponseError",
+    "PermissionDeniedError",
+    "PortableAPIError",
+    "PortableError",
+    "TransportError",
+    "WaitTimeoutError",
+    "WorkflowFailedError",
+    "WorkflowNotFoundError",
+    "error_from_response",
+    "is_transient",
+    "parse_retry_after",
+]
+
+_MAX_MESSAGE = 300
+
+
+class PortableError(Exception):
+    """Base class of every error portable-wait raises about Portable or a wait."""
+
+    workflow_id: int | None
+
+    def __init__(self, message: str, *, workflow_id: int | None = None) -> None:
+        super().__init__(message)
+        self.workflow_id = workflow_id
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Exceptions with keyword-only arguments do not pickle by default; fan-out users ship them across
+        # processes (multiprocessing, Airflow), so keep them picklable.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[PortableError], args: tuple[object, ...], state: dict[str, object]) -> PortableError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
+class PortableAPIError(PortableError):
+    """Portable answered with an HTTP error status.
+
+    Attributes:
+        status_code: The HTTP status code.
+        message: The server's ``message`` (or the start of its body when it sent no JSON).
+        retry_after: Seconds the server asked us to wait (``Retry-After``), if it said.
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        *,
+        workflow_id: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        where = f" for workflow {workflow_id}" if workflow_id is not None else ""
+        super().__init__(f"Portable API answered HTTP {status_code}{where}: {message}", workflow_id=workflow_id)
+        self.status_code = status_code
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        """True for answers worth retrying: 408, 429 and 5xx."""
+        return self.status_code in (408, 429) or self.status_code >= 500
+
+
+class AuthenticationError(PortableAPIError):
+    """401: the API key is missing, wrong or revoked. Check ``PORTABLE_API_KEY``."""
+
+
+class PermissionDeniedError(PortableAPIError):
+    """403: the key is valid but may not read this workflow (or the plan does not include the API)."""
+
+
+class WorkflowNotFoundError(PortableAPIError):
+    """404: no workflow with this ID is visible to the key."""
+
+
+class TransportError(PortableError):
+    """No HTTP answer: the connection failed, was reset, or the request timed out."""
+
+    transient = True
+
+
+class InvalidResponseError(PortableError):
+    """Portable answered 200 with a body that is not a workflow status.
+
+    Attributes:
+        transient: True when the body was not JSON or was cut short (a proxy's HTML page, a dropped
+            connection), which is retried; False when it was JSON of the wrong shape, which is not.
+    """
+
+    def __init__(self, message: str, *, workflow_id: int | None = None, transient: bool = False) -> None:
+        super().__init__(message, workflow_id=workflow_id)
+        self.transient = transient
+
+
+class WorkflowFailedError(PortableError):
+    """The workflow's run finished with disposition FAILED.
+
+    Attributes:
+        status: The final `WorkflowStatus`; its ``errors`` (and each resource's) say why.
+    """
+
+    workflow_id: int
+
+    def __init__(self, status: WorkflowStatus) -> None:
+        errors = status.all_errors()
+        detail = "; ".join(errors[:10]) if errors else "Portable reported no error message"
+        if len(errors) > 10:
+            detail += f"; and {len(errors) - 10} more"
+        super().__init__(f"workflow {status.id} failed: {detail}", workflow_id=status.id)
+        self.status = status
+
+
+class WaitTimeoutError(PortableError, TimeoutError):
+    """The wait's ``timeout`` passed before the workflow finished.
+
+    Attributes:
+        last_status: The last status seen, or None if no poll had answered yet.
+    """
+
+    workflow_id: int
+
+    def __init__(self, workflow_id: int, timeout: float, last_status: WorkflowStatus | None) -> None:
+        seen = f"last seen {last_status.lifecycle.value}" if last_status is not None else "no status received"
+        super().__init__(
+            f"workflow {workflow_id} did not finish within {timeout:g} s ({seen})", workflow_id=workflow_id
+        )
+        self.timeout = timeout
+        self.last_status = last_status
+
+
+def is_transient(error: BaseException) -> bool:
+    """Return True if ``error`` may go away by itself (worth retrying or riding out)."""
+    return isinstance(error, (PortableAPIError, TransportError, InvalidResponseError)) and bool(error.transient)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Return the seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+_BY_STATUS: dict[int, type[PortableAPIError]] = {
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: WorkflowNotFoundError,
+}
+
+
+def error_from_response(
+    status_code: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    workflow_id: int | None = None,
+    now: datetime | None = None,
+) -> PortableAPIError:
+    """Map a non-2xx answer to the matching `PortableAPIError` subclass. Pure: no I/O."""
+    cls = _BY_STATUS.get(status_code, PortableAPIError)
+    return cls(
+        status_code,
+        _server_message(status_code, body),
+        workflow_id=workflow_id,
+        retry_after=parse_retry_after(headers.get("Retry-After"), now),
+    )
+
+
+def _server_message(status_code: int, body: bytes) -> str:
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and isinstance(payload.get("message"), str):
+        text = payload["message"]
+    elif payload is None and text.lstrip().startswith("<"):
+        text = "an HTML page instead of JSON (a proxy or load balancer answered?)"
+    text = " ".join(text.split())
+    if len(text) > _MAX_MESSAGE:
+        text = text[:_MAX_MESSAGE] + "..."
+    if not text:
+        from http import HTTPStatus
+
+        try:
+            text = HTTPStatus(status_code).phrase
+        except ValueError:
+            text = "no message"
+    return text

@@ -1,0 +1,140 @@
+"""The workflow status as Portable sends it: immutable pydantic models and enums. No I/O here.
+
+Leniency, and where it stops (see the README's "What the models accept"):
+
+* unknown fields are ignored; ``resources`` and ``errors`` may be missing or ``null`` (empty tuples);
+* enum values are matched case-insensitively (the docs show ``not_running``, the spec ``NOT_RUNNING``);
+* a lifecycle or disposition this version does not know becomes ``UNKNOWN`` (logged once per value) instead of
+  failing the parse: a state Portable adds next year must not crash a two-hour wait. A waiter treats an unknown
+  lifecycle as "still going" and an unknown final disposition as "not FAILED";
+* ``completedAt`` is ``null`` or an ISO 8601 timestamp; one without an offset is taken as UTC;
+* counts are integers of any size or sign (the spec bounds them in neither);
+* ids and counts must be JSON integers (not strings, floats or booleans).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
+
+__all__ = ["Disposition", "Lifecycle", "ResourceStatus", "WorkflowStatus"]
+
+logger = logging.getLogger("portable_wait")
+_warned_values: set[tuple[str, str]] = set()
+
+
+class _LenientEnum(str, enum.Enum):
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if not isinstance(value, str):
+            return None
+        upper = value.strip().upper().replace("-", "_").replace(" ", "_")
+        for member in cls:
+            if member.value == upper:
+                return member
+        if (cls.__name__, value) not in _warned_values and len(_warned_values) < 1000:
+            _warned_values.add((cls.__name__, value))
+            logger.warning(
+                "Portable sent %s %r, which this version of portable-wait does not know; treating it as UNKNOWN",
+                cls.__name__.lower(),
+                value,
+            )
+        return cls["UNKNOWN"]
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Lifecycle(_LenientEnum):
+    """Where a workflow is in its run. ``UNKNOWN`` stands for a value this version does not know."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    NOT_RUNNING = "NOT_RUNNING"
+    UNKNOWN = "UNKNOWN"
+
+
+class Disposition(_LenientEnum):
+    """How the last run ended; ``NONE`` means the workflow has never run. ``UNKNOWN``: a value not known here."""
+
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    NONE = "NONE"
+    UNKNOWN = "UNKNOWN"
+
+
+def _none_to_empty(value: object) -> object:
+    return () if value is None else value
+
+
+def _assume_utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+_Strings = Annotated[tuple[StrictStr, ...], BeforeValidator(_none_to_empty)]
+
+
+class ResourceStatus(BaseModel):
+    """Record counts and errors of one resource (table, stream) of a workflow's run."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    name: StrictStr
+    extracted: StrictInt
+    analyzed: StrictInt
+    loaded: StrictInt
+    errors: _Strings = ()
+
+
+class WorkflowStatus(BaseModel):
+    """A workflow's status, as answered by ``GET /v2/workflows/{id}/status``.
+
+    Attributes:
+        id: The workflow's ID.
+        lifecycle: PENDING, RUNNING or NOT_RUNNING (UNKNOWN for a value this version does not know).
+        disposition: How the last run ended: SUCCEEDED, FAILED, or NONE if it never ran.
+        resources: Per-resource record counts.
+        errors: The errors of the run.
+        completed_at: When the last run completed (timezone-aware), or None while running or if it never ran.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    id: StrictInt
+    lifecycle: Lifecycle
+    disposition: Disposition
+    resources: Annotated[tuple[ResourceStatus, ...], BeforeValidator(_none_to_empty)] = ()
+    errors: _Strings = ()
+    completed_at: Annotated[datetime | None, AfterValidator(_assume_utc)] = Field(default=None, alias="completedAt")
+
+    @property
+    def is_running(self) -> bool:
+        """True unless the lifecycle is NOT_RUNNING (an UNKNOWN lifecycle counts as running)."""
+        return self.lifecycle is not Lifecycle.NOT_RUNNING
+
+    @property
+    def records_extracted(self) -> int:
+        """Records extracted, summed over resources."""
+        return sum(r.extracted for r in self.resources)
+
+    @property
+    def records_analyzed(self) -> int:
+        """Records analyzed, summed over resources."""
+        return sum(r.analyzed for r in self.resources)
+
+    @property
+    def records_loaded(self) -> int:
+        """Records loaded, summed over resources."""
+        return sum(r.loaded for r in self.resources)
+
+    def all_errors(self) -> list[str]:
+        """Return the workflow's errors followed by each resource's, prefixed with the resource name."""
+        found = list(self.errors)
+        found.extend(f"{r.name}: {e}" for r in self.resources for e in r.errors)
+        return found

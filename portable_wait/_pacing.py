@@ -1,0 +1,146 @@
+"""Client-wide request pacing: an optional fixed rate, and backing off together when Portable says 429.
+
+One `Pacer` per `PortableClient`, shared by every waiter and every retry. It has three pieces of state:
+
+* ``rate_limit`` (fixed, optional): requests are spaced at least ``1 / rate_limit`` seconds apart. Spacing
+  (rather than a bucket that allows a burst) means no one-second window ever holds more than ``rate_limit``
+  sends, and polls that fall due together leave one after another instead of as a burst.
+* a pause: a 429 stops *every* request of the client until its ``Retry-After`` (or a short backoff when the
+  server gave none). Without it, each of a thousand waiters would discover the rate limit on its own.
+* an adaptive rate (AIMD): a 429 also halves the rate the client allows itself, starting from the rate it was
+  sending at; each later success raises it again linearly, over ``RECOVERY`` seconds back to the rate that drew
+  the 429, and the adaptive limit is dropped once it has doubled past it without another 429. So a fan-out
+  against a rate-limited API draws a 429 now and then instead of hundreds.
+
+When neither a fixed rate nor a recent 429 applies, ``engaged`` is False and the client skips the pacer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+__all__ = ["Pacer"]
+
+RECOVERY = 30.0
+"""Seconds the adaptive rate takes to climb back from half to the rate that drew a 429."""
+
+DEFAULT_429_PAUSE = 1.0
+"""Pause after a 429 that carried no Retry-After, in seconds."""
+
+MAX_429_PAUSE = 120.0
+"""Longest client-wide pause a single 429 can impose, in seconds."""
+
+MIN_RATE = 0.2
+"""Slowest the adaptive rate goes, in requests per second."""
+
+
+class Pacer:
+    """Paces the requests of one client. See the module docstring."""
+
+    __slots__ = (
+        "_adaptive",
+        "_ceiling",
+        "_fixed",
+        "_last_update",
+        "_next_slot",
+        "_paused_until",
+        "_prev_count",
+        "_window_count",
+        "_window_start",
+        "engaged",
+        "rate_limited",
+    )
+
+    def __init__(self, rate_limit: float | None) -> None:
+        if rate_limit is not None:
+            if isinstance(rate_limit, bool) or not isinstance(rate_limit, (int, float)):
+                raise TypeError(f"rate_limit must be requests per second or None, got {type(rate_limit).__name__}")
+            if not (math.isfinite(rate_limit) and rate_limit > 0):
+                raise ValueError(f"rate_limit must be a finite number of requests per second > 0, got {rate_limit!r}")
+        self._fixed = None if rate_limit is None else float(rate_limit)
+        self._adaptive: float | None = None
+        self._ceiling = 0.0
+        self._last_update = 0.0
+        self._next_slot = 0.0
+        self._paused_until = 0.0
+        self._window_start = 0.0
+        self._window_count = 0
+        self._prev_count = 0
+        self.engaged = self._fixed is not None
+        self.rate_limited = 0
+        """How many 429 answers this client has had."""
+
+    def __repr__(self) -> str:
+        rate = self.current_rate()
+        shown = "unlimited" if rate is None else f"{rate:.3g}/s"
+        return f"pace={shown} rate_limited={self.rate_limited}"
+
+    def current_rate(self) -> float | None:
+        """Return the requests per second now allowed, or None when unlimited."""
+        rates = [r for r in (self._fixed, self._adaptive) if r is not None]
+        return min(rates) if rates else None
+
+    async def acquire(self) -> None:
+        """Wait until the next request may be sent, and claim its slot."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            if now < self._paused_until:
+                await asyncio.sleep(self._paused_until - now)
+                continue
+            rate = self.current_rate()
+            if rate is None or self._next_slot <= now:
+                if rate is not None:
+                    self._next_slot = now + 1.0 / rate
+                self.count_send(now)
+                return
+            slot, self._next_slot = self._next_slot, self._next_slot + 1.0 / rate
+            await asyncio.sleep(slot - now)
+            now = loop.time()
+            if now >= self._paused_until:  # else a 429 came meanwhile: queue again behind the pause
+                self.count_send(now)
+                return
+
+    def count_send(self, now: float) -> None:
+        """Count a request sent at loop time ``now``; a 429 needs to know how fast we were sending."""
+        if now - self._window_start >= 1.0:
+            self._prev_count = self._window_count if now - self._window_start < 2.0 else 0
+            self._window_start = now
+            self._window_count = 0
+        self._window_count += 1
+
+    def on_rate_limited(self, retry_after: float | None) -> None:
+        """Record a 429: pause every request, and halve the allowed rate."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self.rate_limited += 1
+        pause = DEFAULT_429_PAUSE if retry_after is None else min(retry_after, MAX_429_PAUSE)
+        self._paused_until = max(self._paused_until, now + pause)
+        if self._adaptive is not None and now < self._last_update:
+            # Several requests in flight answer 429 for the same overload: halve once per episode.
+            self.engaged = True
+            return
+        # The current window may be partial, so its count is a lower bound; the previous one is whole.
+        sending = float(max(self._prev_count, self._window_count))
+        base = self._adaptive if self._adaptive is not None else sending
+        self._ceiling = max(MIN_RATE, base)
+        self._adaptive = max(MIN_RATE, base / 2)
+        if self._fixed is not None:
+            self._adaptive = min(self._adaptive, self._fixed)
+        self._last_update = self._paused_until
+        self.engaged = True
+
+    def on_success(self) -> None:
+        """Record a successful request: let the adaptive rate recover, slowly."""
+        if self._adaptive is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if now <= self._last_update:
+            return
+        step = self._ceiling / 2 / RECOVERY * (now - self._last_update)
+        self._last_update = now
+        self._adaptive += step
+        if self._adaptive >= 2 * self._ceiling:
+            self._adaptive = None
+            self.engaged = self._fixed is not None

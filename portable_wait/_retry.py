@@ -1,0 +1,125 @@
+"""Everything that touches tenacity lives here; the rest of the package never imports it.
+
+Two loops, nested, and budgeted so they do not multiply out of control:
+
+* **Request retries** (`retry_request`, used by `PortableClient`): one status request that fails for a transient
+  reason (408, 429, 5xx, connection error, timeout, a body that is not JSON) is tried up to
+  ``RetryPolicy.attempts`` times with full-jitter exponential backoff and ``Retry-After`` as a floor. The first
+  try runs outside tenacity: the common, successful request pays nothing for the retry machinery.
+* **Polling** (`poll_retrying`, used by `wait_for_completion`): retries on the *result* (the workflow is still
+  running) with `PollPolicy`'s backoff. A poll whose request failed even after the client's retries is ridden
+  out for at most ``PollPolicy.outage_tolerance`` seconds of consecutive failure, then raised.
+
+Worst case for one poll with the defaults: 4 tries and 3 pauses of at most 10 s (or a ``Retry-After`` of at
+most 120 s), plus 4 request timeouts of 30 s. The poll loop's own pause comes on top, never inside.
+The last real exception is always re-raised: callers never see ``tenacity.RetryError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, retry_if_result, stop_after_attempt
+
+from ._config import RetryPolicy
+from ._errors import PortableAPIError, PortableError, is_transient
+
+__all__ = ["poll_retrying", "retry_after_of", "retry_request"]
+
+logger = logging.getLogger("portable_wait")
+T = TypeVar("T")
+
+
+def retry_after_of(error: BaseException | None) -> float | None:
+    """Return the ``Retry-After`` seconds carried by ``error``, if any."""
+    return error.retry_after if isinstance(error, PortableAPIError) else None
+
+
+def _describe(error: BaseException | None) -> str:
+    if isinstance(error, PortableAPIError):
+        return f"HTTP {error.status_code} ({error.message})"
+    return str(error) if error is not None else "unknown error"
+
+
+async def retry_request(
+    attempt: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    first_error: PortableError,
+    *,
+    what: str,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """Retry ``attempt`` after its first try failed with the transient ``first_error``.
+
+    Args:
+        attempt: Makes one try; raises a `PortableError` on failure.
+        policy: Backoff and attempt budget; ``first_error`` used up the first attempt.
+        first_error: The failure of the first try.
+        what: What is being fetched, for log lines.
+        sleep: Awaited with each retry's delay (tests inject their own).
+
+    Raises:
+        PortableError: The last failure, once attempts run out or a failure is not transient.
+    """
+    if policy.attempts <= 1:
+        raise first_error
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        return policy.delay(state.attempt_number + 1, retry_after_of(error))
+
+    def log_retry(retry_number: int, error: BaseException | None, delay: float) -> None:
+        level = logging.WARNING if retry_number == policy.attempts - 1 else logging.INFO
+        logger.log(
+            level,
+            "%s failed: %s; retry %d of %d in %.2f s",
+            what,
+            _describe(error),
+            retry_number,
+            policy.attempts - 1,
+            delay,
+        )
+
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
+        log_retry(state.attempt_number + 1, error, delay)
+
+    first_delay = policy.delay(1, retry_after_of(first_error))
+    log_retry(1, first_error, first_delay)
+    await sleep(first_delay)
+    retrying = AsyncRetrying(
+        sleep=sleep,
+        stop=stop_after_attempt(policy.attempts - 1),
+        wait=wait,
+        retry=retry_if_exception(is_transient),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    return await retrying(attempt)
+
+
+def poll_retrying(
+    *,
+    keep_polling: Callable[[T], bool],
+    ride_out: Callable[[BaseException], bool],
+    wait: Callable[[RetryCallState], float],
+    before_sleep: Callable[[RetryCallState], Awaitable[None]],
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> AsyncRetrying:
+    """Build the tenacity loop that polls until ``keep_polling`` says no.
+
+    ``ride_out`` decides whether a failed poll is retried (a transient outage) or raised. tenacity hands every
+    ``BaseException`` to it, ``CancelledError`` included, so it must answer False for anything but our own
+    transient errors: cancellation then propagates at once.
+    """
+    return AsyncRetrying(
+        sleep=sleep,
+        retry=retry_if_result(keep_polling) | retry_if_exception(ride_out),
+        wait=wait,
+        before_sleep=before_sleep,
+        reraise=True,
+    )

@@ -1,0 +1,167 @@
+"""The blocking API: wait for workflows from code that has no event loop (scripts, CI jobs, notebooks' cells
+that are not async).
+
+Each call opens a `PortableClient`, runs the wait in a fresh event loop with ``asyncio.run``, and closes the
+client. Ctrl-C cancels the wait cleanly and raises ``KeyboardInterrupt``. From inside a running event loop,
+use the async functions instead: these raise ``RuntimeError`` there rather than block the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Iterable
+from typing import Any, Literal, TypeVar, overload
+
+from ._client import DEFAULT_BASE_URL, PortableClient
+from ._config import RetryPolicy
+from ._errors import PortableError
+from ._fanout import wait_for_many as _wait_for_many
+from ._models import WorkflowStatus
+from ._polling import WaitOptions, wait_with_options
+from ._validate import check_workflow_id, unique_workflow_ids
+
+__all__ = ["get_workflow_status", "wait_for_completion", "wait_for_many"]
+
+T = TypeVar("T")
+_DEFAULT_RETRY = RetryPolicy()
+
+
+def wait_for_completion(
+    workflow_id: int,
+    *,
+    api_key: str | None = None,
+    base_url: str = DEFAULT_BASE_URL,
+    request_timeout: float = 30.0,
+    retry: RetryPolicy = _DEFAULT_RETRY,
+    **wait_kwargs: Any,
+) -> WorkflowStatus:
+    """Block until a workflow's run is over; return its final status.
+
+    Args:
+        workflow_id: A positive int.
+        api_key: The API key; defaults to ``PORTABLE_API_KEY``.
+        base_url: The API root. Default ``https://api.portable.io``.
+        request_timeout: Seconds one HTTP request may take (the client's ``timeout``).
+        retry: The client's `RetryPolicy`.
+        **wait_kwargs: ``timeout``, ``poll``, ``raise_on_failure``, ``after``, ``on_poll``, as for
+            `portable_wait.wait_for_completion`.
+
+    Raises:
+        RuntimeError: Called from inside a running event loop.
+        The errors of `portable_wait.wait_for_completion`.
+    """
+    wid = check_workflow_id(workflow_id)
+    options = WaitOptions.build(**wait_kwargs)
+    client = PortableClient(api_key, base_url=base_url, timeout=request_timeout, retry=retry)
+
+    async def main() -> WorkflowStatus:
+        async with client:
+            return await wait_with_options(client, wid, options)
+
+    return _run(main(), "wait_for_completion")
+
+
+@overload
+def wait_for_many(
+    workflow_ids: Iterable[int],
+    *,
+    api_key: str | None = ...,
+    base_url: str = ...,
+    request_timeout: float = ...,
+    retry: RetryPolicy = ...,
+    max_concurrency: int = ...,
+    rate_limit: float | None = ...,
+    return_exceptions: Literal[False] = False,
+    **wait_kwargs: Any,
+) -> dict[int, WorkflowStatus]: ...
+
+
+@overload
+def wait_for_many(
+    workflow_ids: Iterable[int],
+    *,
+    api_key: str | None = ...,
+    base_url: str = ...,
+    request_timeout: float = ...,
+    retry: RetryPolicy = ...,
+    max_concurrency: int = ...,
+    rate_limit: float | None = ...,
+    return_exceptions: Literal[True],
+    **wait_kwargs: Any,
+) -> dict[int, WorkflowStatus | PortableError]: ...
+
+
+def wait_for_many(
+    workflow_ids: Iterable[int],
+    *,
+    api_key: str | None = None,
+    base_url: str = DEFAULT_BASE_URL,
+    request_timeout: float = 30.0,
+    retry: RetryPolicy = _DEFAULT_RETRY,
+    max_concurrency: int = 10,
+    rate_limit: float | None = None,
+    return_exceptions: bool = False,
+    **wait_kwargs: Any,
+) -> dict[int, WorkflowStatus] | dict[int, WorkflowStatus | PortableError]:
+    """Block until every workflow's run is over; return ``{workflow_id: outcome}``.
+
+    Takes the client's settings (``api_key``, ``base_url``, ``request_timeout``, ``retry``,
+    ``max_concurrency``, ``rate_limit``) and otherwise behaves as `portable_wait.wait_for_many`.
+
+    Raises:
+        RuntimeError: Called from inside a running event loop.
+        ExceptionGroup: As `portable_wait.wait_for_many`, without ``return_exceptions``.
+    """
+    ids = unique_workflow_ids(workflow_ids)
+    WaitOptions.build(**wait_kwargs)  # fail on a bad keyword here, not inside the loop
+    client = PortableClient(
+        api_key,
+        base_url=base_url,
+        timeout=request_timeout,
+        retry=retry,
+        max_concurrency=max_concurrency,
+        rate_limit=rate_limit,
+    )
+
+    async def main() -> dict[int, WorkflowStatus] | dict[int, WorkflowStatus | PortableError]:
+        async with client:
+            if return_exceptions:
+                mixed: dict[int, WorkflowStatus | PortableError] = await _wait_for_many(
+                    client, ids, return_exceptions=True, **wait_kwargs
+                )
+                return mixed
+            statuses: dict[int, WorkflowStatus] = await _wait_for_many(client, ids, **wait_kwargs)
+            return statuses
+
+    return _run(main(), "wait_for_many")
+
+
+def get_workflow_status(
+    workflow_id: int,
+    *,
+    api_key: str | None = None,
+    base_url: str = DEFAULT_BASE_URL,
+    request_timeout: float = 30.0,
+    retry: RetryPolicy = _DEFAULT_RETRY,
+) -> WorkflowStatus:
+    """Fetch a workflow's status once, blocking. Raises as `PortableClient.get_workflow_status`."""
+    wid = check_workflow_id(workflow_id)
+    client = PortableClient(api_key, base_url=base_url, timeout=request_timeout, retry=retry)
+
+    async def main() -> WorkflowStatus:
+        async with client:
+            return await client.get_workflow_status(wid)
+
+    return _run(main(), "get_workflow_status")
+
+
+def _run(coro: Coroutine[Any, Any, T], name: str) -> T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    coro.close()
+    raise RuntimeError(
+        f"portable_wait.sync.{name}() blocks, and was called from inside a running event loop; "
+        f"use `await portable_wait.{name}(client, ...)` there instead"
+    )
