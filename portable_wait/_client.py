@@ -224,7 +224,7 @@ class PortableClient:
                     f"could not reach Portable at {self._base_url} for workflow {wid}: "
                     f"{type(exc).__name__}: {self._redact_text(str(exc))}",
                     workflow_id=wid,
-                ) from exc
+                ) from self._safe_cause(exc)
             finally:
                 self._in_flight -= 1
         if status_code != 200:
@@ -267,6 +267,11 @@ class PortableClient:
                 f"asked for workflow {wid}, Portable answered about workflow {status.id}", workflow_id=wid
             )
         return status
+
+    def _safe_cause(self, exc: BaseException) -> BaseException | None:
+        # Chain aiohttp's error for the debugging value of its traceback, unless it could show the key.
+        key = self._key_bytes.decode()
+        return None if key in str(exc) or key in repr(exc) else exc
 
     def _redact_text(self, text: str) -> str:
         return text.replace(self._key_bytes.decode(), _REDACTED.decode())

@@ -116,11 +116,15 @@ def _check_fraction(owner: str, name: str, value: object) -> None:
 
 
 def _grow(initial: float, multiplier: float, maximum: float, n: int) -> float:
-    # Compare exponents rather than computing multiplier**n: after a few hundred polls that overflows a float.
+    # Work in logarithms: multiplier**n overflows a float after a few hundred polls.
     if multiplier == 1 or n <= 0:
         return min(initial, maximum)
     if initial == 0:
         return 0.0
-    if n * math.log(multiplier) >= math.log(maximum / initial):
+    log_delay = math.log(initial) + n * math.log(multiplier)
+    if log_delay >= math.log(maximum):
         return maximum
-    return min(maximum, initial * multiplier**n)
+    try:
+        return min(maximum, initial * multiplier**n)
+    except OverflowError:  # a subnormal initial with a huge n: exact is out of reach, the logarithm is not
+        return min(maximum, math.exp(log_delay))

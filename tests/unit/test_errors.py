@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import pickle
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+
+import pytest
+
+from portable_wait import (
+    AuthenticationError,
+    Disposition,
+    Lifecycle,
+    PermissionDeniedError,
+    PortableAPIError,
+    PortableError,
+    TransportError,
+    WaitTimeoutError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+    WorkflowStatus,
+)
+from portable_wait._errors import error_from_response, is_transient, parse_retry_after
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (401, AuthenticationError),
+        (403, PermissionDeniedError),
+        (404, WorkflowNotFoundError),
+        (400, PortableAPIError),
+        (429, PortableAPIError),
+        (500, PortableAPIError),
+    ],
+)
+def test_errors_map_status_to_class(status: int, cls: type[PortableAPIError]) -> None:
+    error = error_from_response(status, {}, b'{"message": "nope"}', workflow_id=7)
+    assert type(error) is cls
+    assert error.status_code == status
+    assert error.message == "nope"
+    assert error.workflow_id == 7
+    assert "HTTP" in str(error) and "workflow 7" in str(error) and "nope" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"), [(400, False), (401, False), (404, False), (408, True), (429, True), (503, True)]
+)
+def test_errors_transient_classification(status: int, transient: bool) -> None:
+    assert is_transient(error_from_response(status, {}, b"")) is transient
+
+
+def test_errors_message_from_html_and_empty_bodies() -> None:
+    html = error_from_response(502, {}, b"<html><body>Bad Gateway</body></html>")
+    assert "HTML" in html.message
+    empty = error_from_response(503, {}, b"")
+    assert empty.message == "Service Unavailable"
+    long = error_from_response(500, {}, b"x" * 5000)
+    assert len(long.message) < 400
+
+
+def test_errors_retry_after_seconds_and_http_date() -> None:
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert parse_retry_after("7") == 7
+    assert parse_retry_after(" 1.5 ") == 1.5
+    assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30
+    assert parse_retry_after(format_datetime(now - timedelta(seconds=30), usegmt=True), now) == 0
+    assert parse_retry_after("-3") == 0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("nan") is None
+    assert parse_retry_after(None) is None
+    error = error_from_response(429, {"Retry-After": "12"}, b"")
+    assert error.retry_after == 12
+
+
+def _status(disposition: str = "FAILED", errors: list[str] | None = None) -> WorkflowStatus:
+    return WorkflowStatus.model_validate(
+        {"id": 5, "lifecycle": "NOT_RUNNING", "disposition": disposition, "errors": errors or []}
+    )
+
+
+def test_errors_workflow_failed_carries_status_and_messages() -> None:
+    error = WorkflowFailedError(_status(errors=["source timed out", "second"]))
+    assert error.workflow_id == 5
+    assert error.status.disposition is Disposition.FAILED
+    assert "source timed out" in str(error) and "second" in str(error)
+    assert "no error message" in str(WorkflowFailedError(_status()))
+
+
+def test_errors_wait_timeout_is_a_timeout_error() -> None:
+    status = WorkflowStatus.model_validate({"id": 5, "lifecycle": "RUNNING", "disposition": "NONE"})
+    error = WaitTimeoutError(5, 2.5, status)
+    assert isinstance(error, TimeoutError) and isinstance(error, PortableError)
+    assert error.last_status is not None and error.last_status.lifecycle is Lifecycle.RUNNING
+    assert "2.5 s" in str(error) and "RUNNING" in str(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        WorkflowFailedError(_status(errors=["x"])),
+        WaitTimeoutError(5, 1.0, None),
+        AuthenticationError(401, "Unauthorized", workflow_id=3),
+        TransportError("reset", workflow_id=3),
+    ],
+)
+def test_errors_pickle_round_trip(error: PortableError) -> None:
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert str(copy) == str(error)
+    assert copy.workflow_id == error.workflow_id

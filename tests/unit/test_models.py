@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from portable_wait import Disposition, Lifecycle, ResourceStatus, WorkflowStatus
+
+SAMPLES = Path(__file__).parent.parent / "samples"
+
+
+def load(name: str) -> bytes:
+    return (SAMPLES / name).read_bytes()
+
+
+def test_models_parse_running_sample() -> None:
+    status = WorkflowStatus.model_validate_json(load("running.json"))
+    assert status.id == 568971
+    assert status.lifecycle is Lifecycle.RUNNING
+    assert status.disposition is Disposition.NONE
+    assert status.is_running
+    assert status.completed_at is None
+    assert status.resources[1] == ResourceStatus(name="contacts", extracted=40, analyzed=40, loaded=0, errors=())
+    assert (status.records_extracted, status.records_analyzed, status.records_loaded) == (1240, 1140, 900)
+
+
+def test_models_accept_lowercase_enums_null_lists_and_unknown_fields() -> None:
+    status = WorkflowStatus.model_validate_json(load("succeeded_lowercase.json"))
+    assert status.lifecycle is Lifecycle.NOT_RUNNING
+    assert status.disposition is Disposition.SUCCEEDED
+    assert status.errors == ()
+    assert not status.is_running
+    assert status.completed_at == datetime(2024, 5, 1, 12, 30, 0, 123000, tzinfo=timezone.utc)
+    assert not hasattr(status, "workspaceId")
+
+
+def test_models_keep_timezone_offsets() -> None:
+    status = WorkflowStatus.model_validate_json(load("failed.json"))
+    assert status.completed_at is not None
+    assert status.completed_at.utcoffset() == timedelta(hours=2)
+    assert status.all_errors() == ["Destination rejected the load", "orders: column 'total' is not numeric"]
+
+
+def test_models_missing_optional_fields_are_empty() -> None:
+    status = WorkflowStatus.model_validate_json(load("never_ran.json"))
+    assert status.resources == ()
+    assert status.errors == ()
+    assert status.completed_at is None
+    assert status.disposition is Disposition.NONE
+
+
+def test_models_naive_timestamp_is_taken_as_utc() -> None:
+    status = WorkflowStatus.model_validate(
+        {"id": 1, "lifecycle": "NOT_RUNNING", "disposition": "SUCCEEDED", "completedAt": "2024-01-01T00:00:00"}
+    )
+    assert status.completed_at == datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def test_models_accept_unbounded_counts() -> None:
+    huge = 2**80
+    body = {
+        "id": 1,
+        "lifecycle": "RUNNING",
+        "disposition": "NONE",
+        "resources": [{"name": "x", "extracted": huge, "analyzed": -5, "loaded": 0, "errors": []}],
+    }
+    status = WorkflowStatus.model_validate_json(json.dumps(body))
+    assert status.resources[0].extracted == huge
+    assert status.resources[0].analyzed == -5
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("lifecycle", "QUEUED", Lifecycle.UNKNOWN),
+        ("disposition", "CANCELLED", Disposition.UNKNOWN),
+        ("lifecycle", "Running", Lifecycle.RUNNING),
+        ("lifecycle", "not-running", Lifecycle.NOT_RUNNING),
+    ],
+)
+def test_models_map_unknown_and_oddly_cased_enum_values(field: str, value: str, expected: object) -> None:
+    body: dict[str, Any] = {"id": 1, "lifecycle": "RUNNING", "disposition": "NONE", field: value}
+    assert getattr(WorkflowStatus.model_validate(body), field) is expected
+
+
+def test_models_unknown_enum_value_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="portable_wait")
+    for _ in range(3):
+        WorkflowStatus.model_validate({"id": 1, "lifecycle": "HIBERNATING", "disposition": "NONE"})
+    assert sum("HIBERNATING" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"lifecycle": "RUNNING", "disposition": "NONE"},  # no id
+        {"id": 1, "disposition": "NONE"},  # no lifecycle
+        {"id": 1, "lifecycle": "RUNNING"},  # no disposition
+        {"id": "1", "lifecycle": "RUNNING", "disposition": "NONE"},  # id as a string
+        {"id": 1.5, "lifecycle": "RUNNING", "disposition": "NONE"},
+        {"id": True, "lifecycle": "RUNNING", "disposition": "NONE"},
+        {"id": 1, "lifecycle": 3, "disposition": "NONE"},
+        {"id": 1, "lifecycle": "RUNNING", "disposition": "NONE", "errors": "boom"},
+        {"id": 1, "lifecycle": "RUNNING", "disposition": "NONE", "errors": [1]},
+        {"id": 1, "lifecycle": "RUNNING", "disposition": "NONE", "completedAt": "yesterday"},
+        {"id": 1, "lifecycle": "RUNNING", "disposition": "NONE", "resources": [{"name": "x"}]},
+        {"id": 1, "lifecycle": "RUNNING", "disposition": "NONE", "resources": [{"name": "x", "extracted": "1",
+                                                                                   "analyzed": 1, "loaded": 1}]},
+    ],
+)
+def test_models_reject_what_cannot_be_a_status(body: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        WorkflowStatus.model_validate_json(json.dumps(body))
+
+
+def test_models_are_immutable() -> None:
+    status = WorkflowStatus.model_validate_json(load("running.json"))
+    with pytest.raises(ValidationError):
+        status.lifecycle = Lifecycle.NOT_RUNNING  # type: ignore[misc]
+    assert hash(status.resources[0]) == hash(status.resources[0])
+
+
+def test_models_enum_str_is_the_value() -> None:
+    assert str(Lifecycle.NOT_RUNNING) == "NOT_RUNNING"
+    assert f"{Disposition.FAILED}" == "FAILED"
