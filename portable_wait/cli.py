@@ -380,7 +380,7 @@ async def _wait(
     ids = list(dict.fromkeys(args.workflow_ids))
     board = _Board(ids)
     out: TextIO = sys.stdout
-    json_mode = args.json or not out.isatty()
+    json_mode = args.json or (not out.isatty() and not args.quiet)
     console = Console(file=sys.stderr if json_mode else out)
     outcomes: dict[int, WorkflowStatus | PortableError] = {}
     interrupted = False

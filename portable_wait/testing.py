@@ -47,9 +47,9 @@ from ._config import PollPolicy, RetryPolicy
 __all__ = [
     "FAST_POLL",
     "FAST_RETRY",
-    "Fault",
     "FakePortable",
     "FakeWorkflow",
+    "Fault",
     "RequestRecord",
 ]
 
@@ -74,6 +74,7 @@ class RequestRecord:
         status: The HTTP status served (0 for a dropped connection).
         fault: The fault injected, if any.
         lifecycle: The lifecycle served on a 200 answer.
+        user_agent: The request's User-Agent (the Authorization header is never logged).
     """
 
     time: float
@@ -81,6 +82,7 @@ class RequestRecord:
     status: int
     fault: str | None = None
     lifecycle: str | None = None
+    user_agent: str = ""
 
 
 @dataclass
@@ -452,6 +454,8 @@ class FakePortable:
     ) -> Fault:
         """Inject a fault. With no condition it fires on every request; conditions combine with "and".
 
+        Faults are checked in the order they were added, and the first that applies is served.
+
         Args:
             kind: "429" (with ``retry_after``), "500", "502", "503", "504", "html" (a 200 with an HTML page),
                 "truncated" (a 200 whose body stops halfway, connection closed), "drop" (connection closed
@@ -507,9 +511,10 @@ class FakePortable:
         if workflow is not None:
             workflow.requests += 1
         now = self.elapsed()
+        agent = request.headers.get("User-Agent", "")
 
         def log(status: int, fault: str | None = None, lifecycle: str | None = None) -> None:
-            self.requests.append(RequestRecord(now, wid, status, fault, lifecycle))
+            self.requests.append(RequestRecord(now, wid, status, fault, lifecycle, agent))
 
         fault = next(
             (f for f in self.faults if f.applies(number, workflow.requests if workflow else 0, wid, now, self._rng)),

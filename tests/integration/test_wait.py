@@ -104,7 +104,9 @@ async def test_wait_timeout_interrupts_a_slow_request(
     assert info.value.last_status is None
 
 
-async def test_wait_after_ignores_the_previous_run(fake_portable: FakePortable, portable_client: PortableClient) -> None:
+async def test_wait_after_ignores_the_previous_run(
+    fake_portable: FakePortable, portable_client: PortableClient
+) -> None:
     """The bug of hand-written loops: right after a trigger, the endpoint still shows the last run's result."""
     fake_portable.add_workflow(5, start=False, previous="SUCCEEDED")
     triggered = datetime.now(timezone.utc)
@@ -150,12 +152,12 @@ async def test_wait_after_trusts_a_seen_running_state_over_clock_skew(
     assert status.disposition is Disposition.SUCCEEDED
 
 
-async def test_wait_after_with_no_new_run_times_out(fake_portable: FakePortable, portable_client: PortableClient) -> None:
+async def test_wait_after_with_no_new_run_times_out(
+    fake_portable: FakePortable, portable_client: PortableClient
+) -> None:
     fake_portable.add_workflow(9, start=False, previous="SUCCEEDED")
     with pytest.raises(WaitTimeoutError):
-        await wait_for_completion(
-            portable_client, 9, poll=FAST_POLL, after=datetime.now(timezone.utc), timeout=0.2
-        )
+        await wait_for_completion(portable_client, 9, poll=FAST_POLL, after=datetime.now(timezone.utc), timeout=0.2)
     assert len(fake_portable.requests_for(9)) > 2
 
 
@@ -298,9 +300,7 @@ async def test_wait_cancellation_is_prompt_mid_sleep(
     fake_portable: FakePortable, portable_client: PortableClient
 ) -> None:
     fake_portable.add_workflow(20, running=60)
-    task = asyncio.create_task(
-        wait_for_completion(portable_client, 20, poll=PollPolicy(initial=30, maximum=30))
-    )
+    task = asyncio.create_task(wait_for_completion(portable_client, 20, poll=PollPolicy(initial=30, maximum=30)))
     while not fake_portable.requests:
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.05)

@@ -25,4 +25,4 @@ class _CompatClientResponse(aiohttp.client_reqrep.ClientResponse):
 
 
 if "stream_writer" in inspect.signature(aiohttp.client_reqrep.ClientResponse.__init__).parameters:
-    aioresponses.core.ClientResponse = _CompatClientResponse  # type: ignore[misc]
+    aioresponses.core.ClientResponse = _CompatClientResponse  # type: ignore[attr-defined]

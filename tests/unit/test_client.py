@@ -265,9 +265,7 @@ def test_client_rejects_bad_arguments(kwargs: dict[str, Any], error: type[Except
         PortableClient(KEY, **kwargs)
 
 
-async def test_client_key_never_in_repr_errors_or_logs(
-    mocked: aioresponses, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_client_key_never_in_repr_errors_or_logs(mocked: aioresponses, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     echo = f"bad token Bearer {KEY}"
     mocked.get(URL, status=401, body=echo)

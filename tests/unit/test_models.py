@@ -109,8 +109,12 @@ def test_models_unknown_enum_value_is_logged_once(caplog: pytest.LogCaptureFixtu
         {"id": 1, "lifecycle": "RUNNING", "disposition": "NONE", "errors": [1]},
         {"id": 1, "lifecycle": "RUNNING", "disposition": "NONE", "completedAt": "yesterday"},
         {"id": 1, "lifecycle": "RUNNING", "disposition": "NONE", "resources": [{"name": "x"}]},
-        {"id": 1, "lifecycle": "RUNNING", "disposition": "NONE", "resources": [{"name": "x", "extracted": "1",
-                                                                                   "analyzed": 1, "loaded": 1}]},
+        {
+            "id": 1,
+            "lifecycle": "RUNNING",
+            "disposition": "NONE",
+            "resources": [{"name": "x", "extracted": "1", "analyzed": 1, "loaded": 1}],
+        },
     ],
 )
 def test_models_reject_what_cannot_be_a_status(body: dict[str, Any]) -> None:
