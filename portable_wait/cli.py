@@ -255,9 +255,13 @@ class _Board:
             row.status = outcome
             errors = outcome.all_errors()
             row.error = _short(errors[0]) if errors else None
+        elif isinstance(outcome, WorkflowFailedError):
+            row.status = outcome.status
+            errors = outcome.status.all_errors()
+            row.error = _short(errors[0] if errors else "failed with no error message")
         else:
-            if isinstance(outcome, (WorkflowFailedError, WaitTimeoutError)):
-                row.status = outcome.status if isinstance(outcome, WorkflowFailedError) else outcome.last_status
+            if isinstance(outcome, WaitTimeoutError):
+                row.status = outcome.last_status
             row.error = _short(str(outcome))
 
     def table(self) -> Group:
@@ -286,7 +290,7 @@ class _Board:
                 f"{status.records_extracted:,}" if status else "",
                 f"{status.records_analyzed:,}" if status else "",
                 f"{status.records_loaded:,}" if status else "",
-                f"{row.elapsed:5.1f}s",
+                f"{row.elapsed if row.done else time.monotonic() - self.started:5.1f}s",
                 Text(row.error or "", style="red" if row.error else ""),
             )
         parts: list[Any] = [table]
@@ -407,10 +411,8 @@ async def _wait(
         if not args.quiet:
             print(f"interrupted: {board.summary_line()}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if not args.quiet and not json_mode:
-        console.print(board.summary_line())
-    elif not args.quiet and json_mode and console.file is not out:
-        print(board.summary_line(), file=sys.stderr)
+    if json_mode and not args.quiet:
+        print(board.summary_line(), file=sys.stderr)  # the live table already ends with it
     code = _exit_code(list(outcomes.values()))
     if expected is not None:
         wrong = [wid for wid, name in expected.items() if _outcome_name(outcomes[wid]) != name]

@@ -1,0 +1,62 @@
+"""Type-checked by mypy --strict, never run: the public API as users write it must type-check."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timezone
+
+import portable_wait
+from portable_wait import (
+    Disposition,
+    Lifecycle,
+    PollEvent,
+    PollPolicy,
+    PortableClient,
+    PortableError,
+    RetryPolicy,
+    WaitTimeoutError,
+    WorkflowFailedError,
+    WorkflowStatus,
+    as_completed,
+    sync,
+    wait_for_completion,
+    wait_for_many,
+)
+
+
+def hook(event: PollEvent) -> None:
+    status: WorkflowStatus | None = event.status
+    delay: float | None = event.next_delay
+    print(status, delay, event.elapsed, event.attempt, event.workflow_id, event.error)
+
+
+async def ahook(event: PollEvent) -> None:
+    print(event)
+
+
+async def usage() -> None:
+    async with PortableClient("key", retry=RetryPolicy(attempts=2), max_concurrency=5, rate_limit=10.0) as client:
+        one: WorkflowStatus = await client.get_workflow_status(1)
+        done: WorkflowStatus = await wait_for_completion(
+            client, 1, timeout=60, poll=PollPolicy(initial=1), after=datetime.now(timezone.utc), on_poll=hook
+        )
+        await wait_for_completion(client, 1, on_poll=ahook, raise_on_failure=False)
+        statuses: dict[int, WorkflowStatus] = await wait_for_many(client, [1, 2])
+        mixed: dict[int, WorkflowStatus | PortableError] = await wait_for_many(client, [1, 2], return_exceptions=True)
+        async with contextlib.aclosing(as_completed(client, [1, 2], timeout=5)) as results:
+            async for wid, outcome in results:
+                ident: int = wid
+                if isinstance(outcome, WorkflowFailedError):
+                    failed: WorkflowStatus = outcome.status
+                elif isinstance(outcome, WaitTimeoutError):
+                    last: WorkflowStatus | None = outcome.last_status
+        lifecycle: Lifecycle = one.lifecycle
+        disposition: Disposition = done.disposition
+        print(statuses, mixed, lifecycle, disposition, ident, failed, last, portable_wait.__version__)
+
+
+def blocking() -> None:
+    status: WorkflowStatus = sync.wait_for_completion(1, api_key="k", timeout=10)
+    many: dict[int, WorkflowStatus] = sync.wait_for_many([1, 2])
+    mixed: dict[int, WorkflowStatus | PortableError] = sync.wait_for_many([1], return_exceptions=True)
+    print(status, many, mixed)
