@@ -7,7 +7,7 @@ Leniency, and where it stops (see the README's "What the models accept"):
 * a lifecycle or disposition this version does not know becomes ``UNKNOWN`` (logged once per value) instead of
   failing the parse: a state Portable adds next year must not crash a two-hour wait. A waiter treats an unknown
   lifecycle as "still going" and an unknown final disposition as "not FAILED";
-* ``completedAt`` is ``null`` or an ISO 8601 timestamp; one without an offset is taken as UTC;
+* ``completedAt`` is ``null`` or an ISO 8601 timestamp string (not a number); one without an offset is taken as UTC;
 * counts are integers of any size or sign (the spec bounds them in neither);
 * ids and counts must be JSON integers (not strings, floats or booleans).
 """
@@ -71,6 +71,13 @@ def _none_to_empty(value: object) -> object:
     return () if value is None else value
 
 
+def _timestamp_only(value: object) -> object:
+    # pydantic would read a number as Unix time; the spec says a date-time string.
+    if value is None or isinstance(value, (str, datetime)):
+        return value
+    raise ValueError("completedAt must be an ISO 8601 timestamp string or null")
+
+
 def _assume_utc(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
@@ -111,7 +118,9 @@ class WorkflowStatus(BaseModel):
     disposition: Disposition
     resources: Annotated[tuple[ResourceStatus, ...], BeforeValidator(_none_to_empty)] = ()
     errors: _Strings = ()
-    completed_at: Annotated[datetime | None, AfterValidator(_assume_utc)] = Field(default=None, alias="completedAt")
+    completed_at: Annotated[datetime | None, BeforeValidator(_timestamp_only), AfterValidator(_assume_utc)] = Field(
+        default=None, alias="completedAt"
+    )
 
     @property
     def is_running(self) -> bool:
