@@ -2,9 +2,10 @@
 
 One `Pacer` per `PortableClient`, shared by every waiter and every retry. It has three pieces of state:
 
-* ``rate_limit`` (fixed, optional): requests are spaced at least ``1 / rate_limit`` seconds apart. Spacing
-  (rather than a bucket that allows a burst) means no one-second window ever holds more than ``rate_limit``
-  sends, and polls that fall due together leave one after another instead of as a burst.
+* ``rate_limit`` (fixed, optional): requests are spaced at least ``1 / rate_limit`` seconds apart, and no window
+  of 1.02 s holds more than ``rate_limit`` of them, measured on the times they actually left (a busy event loop
+  can oversleep). Spacing, rather than a bucket that allows a burst, means polls that fall due together leave
+  one after another, and the 2% margin keeps network jitter from squeezing an extra one into a server's second.
 * a pause: a 429 stops *every* request of the client until its ``Retry-After`` (or a short backoff when the
   server gave none). Without it, each of a thousand waiters would discover the rate limit on its own.
 * an adaptive rate (AIMD): a 429 also halves the rate the client allows itself, starting from the rate it was
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import deque
 
 __all__ = ["Pacer"]
 
@@ -34,6 +36,18 @@ MAX_429_PAUSE = 120.0
 MIN_RATE = 0.2
 """Slowest the adaptive rate goes, in requests per second."""
 
+SPACING_MARGIN = 1.02
+"""Requests are spaced 2% wider than the rate needs, so network jitter cannot squeeze one more into a second."""
+
+WINDOW = 1.0 * SPACING_MARGIN
+"""With a rate set, no more than ``floor(rate)`` requests are sent in any window this long (seconds)."""
+
+SPACING_MARGIN = 1.02
+"""Requests are spaced 2% wider than the rate needs, so network jitter cannot squeeze one more into a second."""
+
+WINDOW = 1.0 * SPACING_MARGIN
+"""With a rate set, no more than ``floor(rate)`` requests are sent in any window this long (seconds)."""
+
 
 class Pacer:
     """Paces the requests of one client. See the module docstring."""
@@ -43,22 +57,28 @@ class Pacer:
         "_ceiling",
         "_fixed",
         "_last_update",
+        "_lock",
         "_next_slot",
         "_paused_until",
         "_prev_count",
+        "_recovery",
+        "_sent",
         "_window_count",
         "_window_start",
         "engaged",
         "rate_limited",
     )
 
-    def __init__(self, rate_limit: float | None) -> None:
+    def __init__(self, rate_limit: float | None, *, recovery: float = RECOVERY) -> None:
         if rate_limit is not None:
             if isinstance(rate_limit, bool) or not isinstance(rate_limit, (int, float)):
                 raise TypeError(f"rate_limit must be requests per second or None, got {type(rate_limit).__name__}")
             if not (math.isfinite(rate_limit) and rate_limit > 0):
                 raise ValueError(f"rate_limit must be a finite number of requests per second > 0, got {rate_limit!r}")
         self._fixed = None if rate_limit is None else float(rate_limit)
+        self._recovery = recovery
+        self._lock = asyncio.Lock()
+        self._sent: deque[float] = deque()
         self._adaptive: float | None = None
         self._ceiling = 0.0
         self._last_update = 0.0
@@ -82,25 +102,29 @@ class Pacer:
         return min(rates) if rates else None
 
     async def acquire(self) -> None:
-        """Wait until the next request may be sent, and claim its slot."""
+        """Wait until the next request may be sent, and record it as sent."""
         loop = asyncio.get_running_loop()
-        while True:
-            now = loop.time()
-            if now < self._paused_until:
-                await asyncio.sleep(self._paused_until - now)
-                continue
-            rate = self.current_rate()
-            if rate is None or self._next_slot <= now:
+        # One acquirer at a time, first come first served. It re-reads the clock after every sleep, so an
+        # oversleeping event loop, a 429 that arrives meanwhile, or a change of rate is never missed.
+        async with self._lock:
+            while True:
+                now = loop.time()
+                rate = self.current_rate()
+                wait = self._paused_until - now
                 if rate is not None:
-                    self._next_slot = now + 1.0 / rate
-                self.count_send(now)
-                return
-            slot, self._next_slot = self._next_slot, self._next_slot + 1.0 / rate
-            await asyncio.sleep(slot - now)
-            now = loop.time()
-            if now >= self._paused_until:  # else a 429 came meanwhile: queue again behind the pause
-                self.count_send(now)
-                return
+                    wait = max(wait, self._next_slot - now)
+                    sent = self._sent
+                    while sent and now - sent[0] >= WINDOW:
+                        sent.popleft()
+                    if len(sent) >= max(1, math.floor(rate)):
+                        wait = max(wait, sent[0] + WINDOW - now)
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait)
+            if rate is not None:
+                self._next_slot = now + SPACING_MARGIN / rate
+                self._sent.append(now)
+            self.count_send(now)
 
     def count_send(self, now: float) -> None:
         """Count a request sent at loop time ``now``; a 429 needs to know how fast we were sending."""
@@ -138,7 +162,7 @@ class Pacer:
         now = asyncio.get_running_loop().time()
         if now <= self._last_update:
             return
-        step = self._ceiling / 2 / RECOVERY * (now - self._last_update)
+        step = self._ceiling / 2 / self._recovery * (now - self._last_update)
         self._last_update = now
         self._adaptive += step
         if self._adaptive >= 2 * self._ceiling:

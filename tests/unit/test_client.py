@@ -305,3 +305,32 @@ def test_client_user_agent_names_the_version() -> None:
 
     ua = PortableClient(KEY)._headers["User-Agent"]
     assert re.fullmatch(rf"portable-wait/{re.escape(portable_wait.__version__)}", ua)
+
+
+async def test_client_never_chains_errors_that_carry_request_headers(mocked: aioresponses) -> None:
+    """aiohttp's ClientResponseError repr includes the request headers, bearer token included."""
+    from multidict import CIMultiDict, CIMultiDictProxy
+    from yarl import URL as YURL
+
+    info = aiohttp.RequestInfo(
+        YURL(URL), "GET", CIMultiDictProxy(CIMultiDict({"Authorization": f"Bearer {KEY}"})), YURL(URL)
+    )
+    leaky = aiohttp.ClientResponseError(info, (), status=400, message="Bad Request")
+    assert KEY in repr(leaky.request_info)
+    mocked.get(URL, exception=leaky, repeat=True)
+    async with PortableClient(KEY, retry=RetryPolicy(attempts=1)) as c:
+        with pytest.raises(TransportError) as caught:
+            await c.get_workflow_status(7)
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
+    assert KEY not in "".join(traceback.format_exception(caught.value))
+
+
+async def test_client_validation_errors_never_quote_the_body(mocked: aioresponses) -> None:
+    mocked.get(URL, payload={"id": 7, "lifecycle": 5, "disposition": [KEY], "errors": [KEY, 1], "x": KEY}, repeat=True)
+    async with PortableClient(KEY, retry=RetryPolicy(attempts=1)) as c:
+        with pytest.raises(InvalidResponseError) as caught:
+            await c.get_workflow_status(7)
+    text = "".join(traceback.format_exception(caught.value))
+    assert KEY not in text
+    assert "disposition" in str(caught.value)
