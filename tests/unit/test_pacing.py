@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -26,7 +27,7 @@ async def test_pacing_fixed_rate_spaces_requests() -> None:
         sent.append(loop.time())
 
     await asyncio.gather(*(one() for _ in range(10)))
-    gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
     assert min(gaps) >= SPACING_MARGIN / 50 * 0.95
     assert sent[-1] - sent[0] >= 9 / 50
 
