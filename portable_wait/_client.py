@@ -123,6 +123,11 @@ class PortableClient:
         return self._retry
 
     @property
+    def max_concurrency(self) -> int:
+        """Requests in flight at once, at most."""
+        return self._max_concurrency
+
+    @property
     def request_count(self) -> int:
         """HTTP requests sent so far (every try of every request)."""
         return self._requests

@@ -1,15 +1,24 @@
-"""Fan-out: wait on many workflows at once through one client."""
+"""Fan-out: wait on many workflows at once through one client.
+
+One coroutine per waiter costs about 10 KiB (a task, its frames, a tenacity loop); at 100,000 waiters that is a
+gigabyte. Fan-out therefore runs every wait from one `_Scheduler`: a heap of (due time, workflow) entries, one
+dispatcher task that sleeps until the earliest is due, and at most ``max_concurrency`` worker tasks that poll
+whatever is due. A waiter is then only its `WaitState` (about 0.3 KiB) and a heap entry. The decisions, when a
+status is final, when a failure is ridden out, how long to pause, are the same `WaitState` methods that
+`wait_for_completion` uses, so one workflow waited on alone or among thousands behaves the same.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import sys
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from ._errors import PortableError
+from ._errors import PortableError, WorkflowFailedError
 from ._models import WorkflowStatus
-from ._polling import WaitOptions, wait_with_options
+from ._polling import WaitOptions, WaitState, _until
 from ._validate import unique_workflow_ids
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -23,6 +32,110 @@ __all__ = ["as_completed", "wait_for_many"]
 Outcome = WorkflowStatus | PortableError
 
 
+class _Scheduler:
+    """Runs many waits with one heap of due polls and a few worker tasks."""
+
+    def __init__(
+        self,
+        client: PortableClient,
+        ids: list[int],
+        options: WaitOptions,
+        deliver: Callable[[int, Outcome | BaseException], None],
+    ) -> None:
+        self.client = client
+        self.deliver = deliver
+        self.loop = asyncio.get_running_loop()
+        now = self.loop.time()
+        self.ready: asyncio.Queue[WaitState] = asyncio.Queue()
+        for wid in ids:  # every first poll is due now; the workers take them in order
+            self.ready.put_nowait(WaitState(wid, options, now))
+        # (due, workflow ID, state): IDs are unique, so states are never compared.
+        self.heap: list[tuple[float, int, WaitState]] = []
+        self.wake = asyncio.Event()
+        self.retry_after_cap = client.retry.retry_after_cap
+        workers = max(1, min(len(ids), client.max_concurrency))
+        self.tasks = [asyncio.ensure_future(self.worker()) for _ in range(workers)]
+        self.tasks.append(asyncio.ensure_future(self.dispatch()))
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def dispatch(self) -> None:
+        heap, wake = self.heap, self.wake
+        while True:
+            wake.clear()
+            if not heap:
+                await wake.wait()
+                continue
+            now = self.loop.time()
+            due = heap[0][0]
+            if due > now:
+                # Sleep until the earliest poll is due, or until `schedule` adds an earlier one.
+                handle = self.loop.call_at(due, wake.set)
+                try:
+                    await wake.wait()
+                finally:
+                    handle.cancel()
+                continue
+            while heap and heap[0][0] <= now:
+                self.ready.put_nowait(heapq.heappop(heap)[2])
+
+    def schedule(self, state: WaitState, delay: float) -> None:
+        due = self.loop.time() + delay
+        if not self.heap or due < self.heap[0][0]:
+            self.wake.set()
+        heapq.heappush(self.heap, (due, state.wid, state))
+
+    async def worker(self) -> None:
+        while True:
+            state = await self.ready.get()
+            try:
+                await self.poll(state)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as error:  # a bug or an interrupt: surface it in the consumer, not in a lost task
+                self.deliver(state.wid, error)
+
+    async def poll(self, state: WaitState) -> None:
+        loop = self.loop
+        if state.deadline is not None and loop.time() >= state.deadline:
+            self.deliver(state.wid, state.timed_out())
+            return
+        state.polls += 1
+        try:
+            status = await _until(state.deadline, self.client.get_workflow_status(state.wid))
+        except TimeoutError:  # the deadline passed mid-request
+            self.deliver(state.wid, state.timed_out())
+            return
+        except PortableError as error:
+            now = loop.time()
+            state.on_error(now)
+            if state.ride_out(error, now):
+                delay = state.next_delay(error, now, self.retry_after_cap)
+                state.log_failed_poll(error, delay)
+                await state.emit(now, None, delay, error)
+                self.schedule(state, delay)
+                return
+            await state.emit(now, None, None, error)
+            self.deliver(state.wid, error)
+            return
+        state.on_status(status)
+        now = loop.time()
+        if state.keep_polling(status):
+            delay = state.next_delay(None, now, self.retry_after_cap)
+            await state.emit(now, status, delay)
+            self.schedule(state, delay)
+            return
+        await state.emit(now, status, None)
+        try:
+            outcome: Outcome = state.outcome(status)
+        except WorkflowFailedError as failed:
+            outcome = failed
+        self.deliver(state.wid, outcome)
+
+
 async def as_completed(
     client: PortableClient, workflow_ids: Iterable[int], **wait_kwargs: Any
 ) -> AsyncGenerator[tuple[int, WorkflowStatus | PortableError], None]:
@@ -32,7 +145,7 @@ async def as_completed(
     (`WorkflowFailedError`, `WaitTimeoutError`, an API or transport error): one workflow's failure never stops
     the others. Every ID is validated before any request; duplicates are waited on once. All waits share the
     client, so its ``max_concurrency``, connection pool and request budget bound the whole fan-out, however many
-    IDs there are.
+    IDs there are; first polls are taken in the order given, ``max_concurrency`` at a time.
 
     Leaving the loop early (``break``, an exception) cancels the waits still running once the generator is
     closed; close it promptly with ``contextlib.aclosing(as_completed(...))``.
@@ -42,6 +155,7 @@ async def as_completed(
         workflow_ids: Positive ints.
         **wait_kwargs: ``timeout``, ``poll``, ``raise_on_failure``, ``after``, ``on_poll``, as for
             `wait_for_completion`; ``timeout`` applies to each workflow, all of which start together.
+            An ``on_poll`` hook runs in the worker that polled, so a slow hook delays other polls: keep it quick.
 
     Raises:
         TypeError, ValueError: A bad ID or keyword, before any request.
@@ -51,19 +165,7 @@ async def as_completed(
     if not ids:
         return
     done: asyncio.Queue[tuple[int, Outcome | BaseException]] = asyncio.Queue()
-
-    async def one(wid: int) -> None:
-        try:
-            outcome: Outcome | BaseException = await wait_with_options(client, wid, options)
-        except PortableError as error:
-            outcome = error
-        except asyncio.CancelledError:
-            raise
-        except BaseException as error:  # a bug or an interrupt: surface it in the consumer, not in a lost task
-            outcome = error
-        done.put_nowait((wid, outcome))
-
-    tasks = [asyncio.ensure_future(one(wid)) for wid in ids]
+    scheduler = _Scheduler(client, ids, options, lambda wid, outcome: done.put_nowait((wid, outcome)))
     try:
         for _ in range(len(ids)):
             wid, outcome = await done.get()
@@ -71,11 +173,7 @@ async def as_completed(
                 raise outcome
             yield wid, outcome
     finally:
-        pending = [t for t in tasks if not t.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        await scheduler.close()
 
 
 @overload

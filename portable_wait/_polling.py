@@ -22,7 +22,7 @@ from ._validate import check_timeout, check_workflow_id
 if TYPE_CHECKING:
     from ._client import PortableClient
 
-__all__ = ["OnPoll", "PollEvent", "WaitOptions", "wait_for_completion"]
+__all__ = ["OnPoll", "PollEvent", "WaitOptions", "WaitState", "wait_for_completion", "wait_with_options"]
 
 logger = logging.getLogger("portable_wait")
 T = TypeVar("T")
@@ -142,79 +142,47 @@ async def wait_for_completion(
 
 
 async def wait_with_options(client: PortableClient, wid: int, options: WaitOptions) -> WorkflowStatus:
-    """Run one wait with validated options (the shared path of `wait_for_completion` and fan-out)."""
-    return await _Waiter(client, wid, options).run()
+    """Run one wait with validated options: the tenacity poll loop of `wait_for_completion`."""
+    state = WaitState(wid, options, asyncio.get_running_loop().time())
+    return await _TenacityWait(client, state).run()
 
 
-class _Waiter:
-    __slots__ = (
-        "client",
-        "deadline",
-        "failing_since",
-        "last_status",
-        "loop",
-        "options",
-        "polls",
-        "seen_active",
-        "started",
-        "wid",
-    )
+class WaitState:
+    """One workflow's wait: what it has seen, and every decision about it. No I/O and no loop of its own.
 
-    def __init__(self, client: PortableClient, wid: int, options: WaitOptions) -> None:
-        self.client = client
+    `wait_for_completion` drives it with tenacity; fan-out drives thousands of them from one scheduler
+    (`_fanout`), so it is kept small (``__slots__``, the options shared).
+    """
+
+    __slots__ = ("deadline", "failing_since", "last_status", "options", "polls", "seen_active", "started", "wid")
+
+    def __init__(self, wid: int, options: WaitOptions, now: float) -> None:
         self.wid = wid
         self.options = options
-        self.loop = asyncio.get_running_loop()
-        self.started = self.loop.time()
-        self.deadline = None if options.timeout is None else self.started + options.timeout
+        self.started = now
+        self.deadline = None if options.timeout is None else now + options.timeout
         self.last_status: WorkflowStatus | None = None
         self.seen_active = False
         self.failing_since: float | None = None
         self.polls = 0
 
-    async def run(self) -> WorkflowStatus:
-        retrying = _retry.poll_retrying(
-            keep_polling=self.keep_polling,
-            ride_out=self.ride_out,
-            wait=self.next_delay,
-            before_sleep=self.before_sleep,
-        )
-        try:
-            status: WorkflowStatus = await _until(self.deadline, retrying(self.poll_once))
-        except TimeoutError:
-            if self.deadline is None or self.options.timeout is None or self.loop.time() < self.deadline:
-                raise
-            raise WaitTimeoutError(self.wid, self.options.timeout, self.last_status) from None
-        except PortableError as error:
-            await self.emit(None, None, error=error)
-            raise
-        await self.emit(status, None)
-        if status.disposition is Disposition.FAILED and self.options.raise_on_failure:
-            raise WorkflowFailedError(status)
-        return status
-
-    async def poll_once(self) -> WorkflowStatus:
-        self.polls += 1
-        try:
-            status = await self.client.get_workflow_status(self.wid)
-        except PortableError:
-            if self.failing_since is None:
-                self.failing_since = self.loop.time()
-            raise
+    def on_status(self, status: WorkflowStatus) -> None:
+        """Record a poll's answer."""
         self.failing_since = None
         self.last_status = status
         if status.lifecycle is not Lifecycle.NOT_RUNNING:
             self.seen_active = True
         logger.debug(
-            "workflow %d poll %d: %s/%s",
-            self.wid,
-            self.polls,
-            status.lifecycle.value,
-            status.disposition.value,
+            "workflow %d poll %d: %s/%s", self.wid, self.polls, status.lifecycle.value, status.disposition.value
         )
-        return status
+
+    def on_error(self, now: float) -> None:
+        """Record a failed poll."""
+        if self.failing_since is None:
+            self.failing_since = now
 
     def keep_polling(self, status: WorkflowStatus) -> bool:
+        """Return True while ``status`` is not this wait's final answer (see ``after`` in the README)."""
         if status.lifecycle is not Lifecycle.NOT_RUNNING:
             return True
         after = self.options.after
@@ -223,48 +191,110 @@ class _Waiter:
         # Still the previous run's result (or none at all): the run we wait for has not shown up yet.
         return status.completed_at is None or status.completed_at < after
 
-    def ride_out(self, error: BaseException) -> bool:
+    def ride_out(self, error: BaseException, now: float) -> bool:
+        """Return True if a failed poll is part of an outage to wait out rather than raise."""
         if not is_transient(error) or self.failing_since is None:
             return False
-        return self.loop.time() - self.failing_since < self.options.poll.outage_tolerance
+        return now - self.failing_since < self.options.poll.outage_tolerance
 
-    def next_delay(self, state: RetryCallState) -> float:
+    def next_delay(self, error: BaseException | None, now: float, retry_after_cap: float) -> float:
+        """Return the pause before the next poll: the policy's, at least ``Retry-After``, clipped to the deadline."""
         delay = self.options.poll.delay(self.polls - 1)
-        error = state.outcome.exception() if state.outcome is not None else None
         retry_after = _retry.retry_after_of(error)
         if retry_after is not None:
-            delay = max(delay, min(retry_after, self.client.retry.retry_after_cap))
+            delay = max(delay, min(retry_after, retry_after_cap))
         if self.deadline is not None:
-            delay = min(delay, max(0.0, self.deadline - self.loop.time()))
+            delay = min(delay, max(0.0, self.deadline - now))
         return delay
 
-    async def before_sleep(self, state: RetryCallState) -> None:
-        delay = state.next_action.sleep if state.next_action is not None else None
-        outcome = state.outcome
-        if outcome is not None and outcome.failed:
-            error = outcome.exception()
-            logger.warning(
-                "workflow %d: poll %d failed (%s); still polling, next in %.1f s",
-                self.wid,
-                self.polls,
-                error,
-                delay,
-            )
-            await self.emit(None, delay, error=error if isinstance(error, PortableError) else None)
-        else:
-            await self.emit(self.last_status, delay)
+    def outcome(self, status: WorkflowStatus) -> WorkflowStatus:
+        """Return the final status, or raise `WorkflowFailedError` for a FAILED run when asked to."""
+        if status.disposition is Disposition.FAILED and self.options.raise_on_failure:
+            raise WorkflowFailedError(status)
+        return status
 
-    async def emit(self, status: WorkflowStatus | None, next_delay: float | None, *, error: Any = None) -> None:
+    def timed_out(self) -> WaitTimeoutError:
+        """Return the error for a wait whose deadline passed."""
+        assert self.options.timeout is not None
+        return WaitTimeoutError(self.wid, self.options.timeout, self.last_status)
+
+    def log_failed_poll(self, error: BaseException, delay: float) -> None:
+        logger.warning(
+            "workflow %d: poll %d failed (%s); still polling, next in %.1f s", self.wid, self.polls, error, delay
+        )
+
+    async def emit(
+        self, now: float, status: WorkflowStatus | None, next_delay: float | None, error: BaseException | None = None
+    ) -> None:
+        """Tell the ``on_poll`` hook about a poll; log, never raise, what the hook raises."""
         hook = self.options.on_poll
         if hook is None:
             return
-        event = PollEvent(self.wid, self.polls, status, self.loop.time() - self.started, next_delay, error)
+        reported = error if isinstance(error, PortableError) else None
+        event = PollEvent(self.wid, self.polls, status, now - self.started, next_delay, reported)
         try:
             result = hook(event)
             if inspect.isawaitable(result):
                 await result
         except Exception:
             logger.exception("on_poll hook raised for workflow %d; ignored", self.wid)
+
+
+class _TenacityWait:
+    """`wait_for_completion`'s loop: tenacity retries on the result, with the deadline over everything."""
+
+    __slots__ = ("client", "loop", "state")
+
+    def __init__(self, client: PortableClient, state: WaitState) -> None:
+        self.client = client
+        self.state = state
+        self.loop = asyncio.get_running_loop()
+
+    async def run(self) -> WorkflowStatus:
+        state = self.state
+        retrying = _retry.poll_retrying(
+            keep_polling=state.keep_polling,
+            ride_out=lambda error: state.ride_out(error, self.loop.time()),
+            wait=self.wait,
+            before_sleep=self.before_sleep,
+        )
+        try:
+            status: WorkflowStatus = await _until(state.deadline, retrying(self.poll_once))
+        except TimeoutError:
+            if state.deadline is None or self.loop.time() < state.deadline:
+                raise
+            raise state.timed_out() from None
+        except PortableError as error:
+            await state.emit(self.loop.time(), None, None, error)
+            raise
+        await state.emit(self.loop.time(), status, None)
+        return state.outcome(status)
+
+    async def poll_once(self) -> WorkflowStatus:
+        state = self.state
+        state.polls += 1
+        try:
+            status = await self.client.get_workflow_status(state.wid)
+        except PortableError:
+            state.on_error(self.loop.time())
+            raise
+        state.on_status(status)
+        return status
+
+    def wait(self, retry: RetryCallState) -> float:
+        error = retry.outcome.exception() if retry.outcome is not None else None
+        return self.state.next_delay(error, self.loop.time(), self.client.retry.retry_after_cap)
+
+    async def before_sleep(self, retry: RetryCallState) -> None:
+        delay = retry.next_action.sleep if retry.next_action is not None else 0.0
+        outcome = retry.outcome
+        if outcome is not None and outcome.failed:
+            error = outcome.exception()
+            assert error is not None
+            self.state.log_failed_poll(error, delay)
+            await self.state.emit(self.loop.time(), None, delay, error)
+        else:
+            await self.state.emit(self.loop.time(), self.state.last_status, delay)
 
 
 if sys.version_info >= (3, 11):
