@@ -4,7 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench clean
+AIRFLOW_VENV ?= .venv-airflow
+AIRFLOW_BIN := $(AIRFLOW_VENV)/bin
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
+
+.PHONY: test lint typecheck pytest demo bench test-airflow clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +29,17 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
+$(AIRFLOW_STAMP): pyproject.toml
+	@test -x $(AIRFLOW_BIN)/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_BIN)/python -m pip install --quiet --upgrade pip
+	$(AIRFLOW_BIN)/python -m pip install --quiet -e '.[airflow,dev]'
+	@touch $(AIRFLOW_STAMP)
+
+## make test-airflow: the Airflow integration against real Airflow 3, in its own environment
+test-airflow: $(AIRFLOW_STAMP)
+	$(AIRFLOW_BIN)/mypy portable_wait/airflow.py portable_wait/_airflow_provider.py tests_airflow/*.py examples/airflow_dag.py
+	$(AIRFLOW_BIN)/pytest tests_airflow
+
 ## make demo: the main job, waiting on an embedded fake Portable server with a live table
 demo: $(STAMP)
 	$(BIN)/portable-wait demo $(DEMO_ARGS)
@@ -35,4 +50,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(AIRFLOW_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

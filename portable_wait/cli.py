@@ -39,10 +39,11 @@ from rich.text import Text
 
 from ._client import API_KEY_ENV, DEFAULT_BASE_URL, PortableClient
 from ._config import PollPolicy
-from ._errors import PortableAPIError, PortableError, WaitTimeoutError, WorkflowFailedError
+from ._errors import PortableError, WaitTimeoutError, WorkflowFailedError
 from ._fanout import as_completed
 from ._models import WorkflowStatus
 from ._polling import PollEvent
+from ._report import outcome_name, outcome_to_json
 from ._version import __version__
 
 __all__ = ["main"]
@@ -250,7 +251,7 @@ class _Board:
         row = self.rows[wid]
         row.done = True
         row.elapsed = time.monotonic() - self.started
-        row.outcome = _outcome_name(outcome)
+        row.outcome = outcome_name(outcome)
         if isinstance(outcome, WorkflowStatus):
             row.status = outcome
             errors = outcome.all_errors()
@@ -314,18 +315,8 @@ class _Board:
 _STYLES = {"SUCCEEDED": "green", "FAILED": "bold red", "TIMEOUT": "yellow", "ERROR": "bold red"}
 
 
-def _outcome_name(outcome: WorkflowStatus | PortableError) -> str:
-    if isinstance(outcome, WorkflowStatus):
-        return outcome.disposition.value
-    if isinstance(outcome, WorkflowFailedError):
-        return "FAILED"
-    if isinstance(outcome, WaitTimeoutError):
-        return "TIMEOUT"
-    return "ERROR"
-
-
 def _exit_code(outcomes: Sequence[WorkflowStatus | PortableError]) -> int:
-    names = {_outcome_name(o) for o in outcomes}
+    names = {outcome_name(o) for o in outcomes}
     if "ERROR" in names:
         return EXIT_ERROR
     if "TIMEOUT" in names:
@@ -338,38 +329,6 @@ def _exit_code(outcomes: Sequence[WorkflowStatus | PortableError]) -> int:
 def _short(text: str, limit: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _to_json(wid: int, outcome: WorkflowStatus | PortableError) -> dict[str, Any]:
-    status: WorkflowStatus | None
-    if isinstance(outcome, WorkflowStatus):
-        status = outcome
-    elif isinstance(outcome, WorkflowFailedError):
-        status = outcome.status
-    elif isinstance(outcome, WaitTimeoutError):
-        status = outcome.last_status
-    else:
-        status = None
-    record: dict[str, Any] = {"workflow_id": wid, "outcome": _outcome_name(outcome)}
-    if status is not None:
-        record.update(
-            lifecycle=status.lifecycle.value,
-            disposition=status.disposition.value,
-            completed_at=status.completed_at.isoformat() if status.completed_at else None,
-            records={
-                "extracted": status.records_extracted,
-                "analyzed": status.records_analyzed,
-                "loaded": status.records_loaded,
-            },
-            errors=status.all_errors(),
-            resources=[r.model_dump() for r in status.resources],
-        )
-    if isinstance(outcome, PortableError) and not isinstance(outcome, WorkflowFailedError):
-        error: dict[str, Any] = {"type": type(outcome).__name__, "message": str(outcome)}
-        if isinstance(outcome, PortableAPIError):
-            error["status_code"] = outcome.status_code
-        record["error"] = error
-    return record
 
 
 async def _wait(
@@ -401,7 +360,7 @@ async def _wait(
                     outcomes[wid] = outcome
                     board.finish(wid, outcome)
                     if json_mode:
-                        print(json.dumps(_to_json(wid, outcome)), file=out, flush=True)
+                        print(json.dumps(outcome_to_json(wid, outcome)), file=out, flush=True)
         except asyncio.CancelledError:
             interrupted = True
         finally:
@@ -415,7 +374,7 @@ async def _wait(
         print(board.summary_line(), file=sys.stderr)  # the live table already ends with it
     code = _exit_code(list(outcomes.values()))
     if expected is not None:
-        wrong = [wid for wid, name in expected.items() if _outcome_name(outcomes[wid]) != name]
+        wrong = [wid for wid, name in expected.items() if outcome_name(outcomes[wid]) != name]
         message = (
             f"demo: all {len(expected)} outcomes match what the fake server scripted"
             if not wrong
@@ -441,7 +400,7 @@ async def _status(args: argparse.Namespace, client: PortableClient) -> int:
         else:
             board.rows[wid].status = result
         if args.json:
-            record = _to_json(wid, result)
+            record = outcome_to_json(wid, result)
             if isinstance(result, WorkflowStatus):
                 del record["outcome"]  # a one-shot status is not an outcome: the run may still be going
             print(json.dumps(record))

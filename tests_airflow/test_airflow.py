@@ -1,0 +1,238 @@
+"""portable_wait.airflow against real Airflow 3 and the fake Portable server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
+from airflow.triggers.base import TriggerEvent
+
+from portable_wait import PollPolicy
+from portable_wait.airflow import PortableHook, PortableWorkflowSensor, PortableWorkflowTrigger, get_provider_info
+from portable_wait.testing import FakePortable
+
+FAST = {"initial": 0.02, "maximum": 0.1, "multiplier": 1.5, "jitter": 0.2, "outage_tolerance": 2.0}
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePortable]:
+    server = FakePortable()
+    with server.run_in_thread():
+        connection = {"conn_type": "portable", "host": server.base_url, "password": server.api_key}
+        monkeypatch.setenv("AIRFLOW_CONN_PORTABLE_DEFAULT", json.dumps(connection))
+        yield server
+
+
+async def run_trigger(trigger: PortableWorkflowTrigger) -> dict[str, Any]:
+    events = [event async for event in trigger.run()]
+    assert len(events) == 1
+    assert isinstance(events[0], TriggerEvent)
+    payload: dict[str, Any] = events[0].payload
+    return payload
+
+
+def test_airflow_trigger_serialize_round_trip() -> None:
+    trigger = PortableWorkflowTrigger(
+        [3, 1, 3], "my_portable", deadline=1.9e9, after="2026-01-01T00:00:00+00:00", poll=FAST, max_concurrency=4
+    )
+    path, kwargs = trigger.serialize()
+    assert path == "portable_wait.airflow.PortableWorkflowTrigger"
+    assert kwargs == {
+        "workflow_ids": [3, 1],
+        "portable_conn_id": "my_portable",
+        "deadline": 1.9e9,
+        "after": "2026-01-01T00:00:00+00:00",
+        "poll": FAST,
+        "max_concurrency": 4,
+    }
+    json.dumps(kwargs)  # what Airflow stores must be plain data
+    again = PortableWorkflowTrigger(**kwargs)
+    assert again.serialize() == (path, kwargs)
+
+
+def test_airflow_trigger_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        PortableWorkflowTrigger([0])
+    with pytest.raises(ValueError, match="maximum"):
+        PortableWorkflowTrigger([1], poll={**FAST, "maximum": 0.001})
+    with pytest.raises(ValueError, match="timezone-aware"):
+        PortableWorkflowTrigger([1], after="2026-01-01T00:00:00")
+
+
+async def test_airflow_trigger_success(fake: FakePortable) -> None:
+    fake.add_workflow(1, running=0.1)
+    fake.add_workflow(2, running=0.2)
+    payload = await run_trigger(PortableWorkflowTrigger([1, 2], poll=FAST, deadline=time.time() + 30))
+    assert payload["status"] == "success"
+    assert {k: v["outcome"] for k, v in payload["results"].items()} == {"1": "SUCCEEDED", "2": "SUCCEEDED"}
+    assert payload["results"]["1"]["records"]["loaded"] == 1250
+
+
+async def test_airflow_trigger_failure_carries_the_workflows_errors(fake: FakePortable) -> None:
+    fake.add_workflow(1, running=0.1)
+    fake.add_workflow(2, running=0.1, outcome="FAILED", errors=["Snowflake: warehouse suspended"])
+    payload = await run_trigger(PortableWorkflowTrigger([1, 2], poll=FAST))
+    assert payload["status"] == "failure"
+    assert payload["results"]["2"]["outcome"] == "FAILED"
+    assert "Snowflake: warehouse suspended" in payload["message"]
+    assert "workflow 1" not in payload["message"]
+
+
+async def test_airflow_trigger_timeout_uses_the_absolute_deadline(fake: FakePortable) -> None:
+    fake.add_workflow(1, running=60)
+    start = time.time()
+    payload = await run_trigger(PortableWorkflowTrigger([1], poll=FAST, deadline=start + 0.5))
+    assert 0.4 < time.time() - start < 3
+    assert payload["results"]["1"]["outcome"] == "TIMEOUT"
+    assert payload["results"]["1"]["error"]["type"] == "WaitTimeoutError"
+    # A trigger re-created after a triggerer restart keeps the deadline: already past, it ends at once.
+    start = time.time()
+    payload = await run_trigger(PortableWorkflowTrigger([1], poll=FAST, deadline=start - 10))
+    assert payload["results"]["1"]["outcome"] == "TIMEOUT"
+    assert time.time() - start < 2
+
+
+async def test_airflow_trigger_rides_out_an_outage_then_reports_it(fake: FakePortable) -> None:
+    fake.add_workflow(1, running=0.8)
+    fake.add_workflow(2, running=60)
+    fake.outage(fake.elapsed() + 0.05, 0.4)
+    payload = await run_trigger(PortableWorkflowTrigger([1], poll=FAST))
+    assert payload["results"]["1"]["outcome"] == "SUCCEEDED"
+    assert any(r.status == 503 for r in fake.requests)
+    fake.add_fault("503")  # a lasting outage: reported once outage_tolerance is spent
+    payload = await run_trigger(PortableWorkflowTrigger([2], poll={**FAST, "outage_tolerance": 0.3}))
+    error = payload["results"]["2"]["error"]
+    assert (error["type"], error["status_code"]) == ("PortableAPIError", 503)
+
+
+async def test_airflow_trigger_bad_connection_is_an_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_PORTABLE_DEFAULT", json.dumps({"conn_type": "portable", "host": "x"}))
+    payload = await run_trigger(PortableWorkflowTrigger([1], poll=FAST))
+    assert payload["status"] == "error"
+    assert "no password" in payload["message"]
+
+
+async def test_airflow_trigger_never_blocks_the_event_loop(fake: FakePortable) -> None:
+    fake.add_workflow(1, running=0.5)
+    fake.add_fault("slow", delay=0.2, times=2)
+    lags: list[float] = []
+
+    async def probe() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(0.01)
+            lags.append(loop.time() - start - 0.01)
+
+    task = asyncio.create_task(probe())
+    await run_trigger(PortableWorkflowTrigger([1], poll=FAST))
+    task.cancel()
+    assert max(lags) < 0.1
+
+
+def test_airflow_sensor_defers_with_a_deadline(fake: FakePortable) -> None:
+    sensor = PortableWorkflowSensor(task_id="wait", workflow_ids=[1, 2], timeout=600, poll=PollPolicy(**FAST))
+    before = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context={})
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, PortableWorkflowTrigger)
+    assert deferred.value.method_name == "execute_complete"
+    assert trigger.workflow_ids == [1, 2]
+    assert trigger.deadline is not None and before + 600 <= trigger.deadline <= time.time() + 600
+
+
+def test_airflow_sensor_execute_complete() -> None:
+    sensor = PortableWorkflowSensor(task_id="wait", workflow_ids=1)
+    ok = {"status": "success", "message": "all 1 workflows succeeded", "results": {"1": {"outcome": "SUCCEEDED"}}}
+    assert sensor.execute_complete({}, ok) == ok["results"]
+    failed = {
+        "status": "failure",
+        "message": "workflow 1: FAILED: quota exceeded",
+        "results": {"1": {"outcome": "FAILED"}},
+    }
+    with pytest.raises(AirflowException, match="quota exceeded"):
+        sensor.execute_complete({}, failed)
+    timed_out = {"status": "failure", "message": "workflow 1: TIMEOUT", "results": {"1": {"outcome": "TIMEOUT"}}}
+    with pytest.raises(AirflowSensorTimeout):
+        sensor.execute_complete({}, timed_out)
+
+
+def test_airflow_sensor_poke_mode(fake: FakePortable) -> None:
+    fake.add_workflow(1, running=0.3)
+    fake.add_workflow(2, start=False, previous="SUCCEEDED")
+    after = datetime.now(timezone.utc)
+    sensor = PortableWorkflowSensor(task_id="wait", workflow_ids=[1, 2], deferrable=False, after=after)
+    assert sensor.poke({}) is False  # 1 is running; 2 shows the previous run, older than after
+    fake.trigger(2, running=0.2)
+    assert sensor.poke({}) is False
+    time.sleep(0.5)
+    assert sensor.poke({}) is True
+    fake.add_workflow(3, running=0.05, outcome="FAILED", errors=["bad rows"])
+    time.sleep(0.1)
+    with pytest.raises(AirflowException, match="bad rows"):
+        PortableWorkflowSensor(task_id="w3", workflow_ids=3, deferrable=False).poke({})
+
+
+def test_airflow_provider_registers_the_connection_type() -> None:
+    info = get_provider_info()
+    assert info["connection-types"][0] == {
+        "connection-type": "portable",
+        "hook-class-name": "portable_wait.airflow.PortableHook",
+        "hook-name": "Portable",
+    }
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    hooks = ProvidersManagerTaskRuntime().hooks  # type: ignore[no-untyped-call]
+    assert "portable" in hooks
+    hook_info = hooks["portable"]
+    assert hook_info is not None and hook_info.hook_class_name == "portable_wait.airflow.PortableHook"
+
+
+def test_airflow_hook_settings() -> None:
+    class Conn:
+        conn_id = "c"
+        password = "k"
+        host = ""
+
+    assert PortableHook.settings_from(Conn()) == ("k", "https://api.portable.io")
+    Conn.host = "api.example.com"
+    assert PortableHook.settings_from(Conn()) == ("k", "https://api.example.com")
+    Conn.password = ""
+    with pytest.raises(AirflowException, match="no password"):
+        PortableHook.settings_from(Conn())
+
+
+def load_example_dag() -> Any:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "examples" / "airflow_dag.py"
+    spec = importlib.util.spec_from_file_location("portable_example_dag", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.dag
+
+
+def test_airflow_example_dag_runs_end_to_end(fake: FakePortable) -> None:
+    for wid in (568971, 568972, 568973):
+        fake.add_workflow(wid, running=0.5)
+    run = load_example_dag().test()
+    assert str(run.state) in ("success", "DagRunState.SUCCESS")
+    polled = {r.workflow_id for r in fake.requests}
+    assert polled == {568971, 568972, 568973}
+
+
+def test_airflow_example_dag_fails_on_a_failed_workflow(fake: FakePortable) -> None:
+    fake.add_workflow(568971, running=0.5)
+    fake.add_workflow(568972, running=0.5, outcome="FAILED", errors=["Destination rejected the load"])
+    fake.add_workflow(568973, running=0.5)
+    run = load_example_dag().test()
+    assert str(run.state) in ("failed", "DagRunState.FAILED")
