@@ -33,8 +33,10 @@ async def trigger_sync(workflow_id: int) -> None:
     if fake_server is None:
         print(f"start workflow {workflow_id} in Portable now; waiting for the run that starts after this moment")
         return
-    await asyncio.sleep(0.3)  # the new run shows up a little after the trigger, as it does for real
-    fake_server.trigger(568971, pending=0.2, running=0.5, outcome="FAILED", errors=["Source credentials expired"])
+    # As for real, the new run shows up a moment after the trigger; until then the old result is served.
+    fake_server.trigger(
+        568971, pending=0.2, running=0.5, outcome="FAILED", errors=["Source credentials expired"], shows_after=0.3
+    )
 
 
 async def main() -> int:

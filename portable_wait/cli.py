@@ -39,11 +39,11 @@ from rich.text import Text
 
 from ._client import API_KEY_ENV, DEFAULT_BASE_URL, PortableClient
 from ._config import PollPolicy
-from ._errors import PortableError, WaitTimeoutError, WorkflowFailedError
+from ._errors import PortableError, WorkflowFailedError
 from ._fanout import as_completed
 from ._models import WorkflowStatus
 from ._polling import PollEvent
-from ._report import outcome_name, outcome_to_json
+from ._report import outcome_name, outcome_status, outcome_to_json
 from ._version import __version__
 
 __all__ = ["main"]
@@ -252,18 +252,12 @@ class _Board:
         row.done = True
         row.elapsed = time.monotonic() - self.started
         row.outcome = outcome_name(outcome)
-        if isinstance(outcome, WorkflowStatus):
-            row.status = outcome
-            errors = outcome.all_errors()
-            row.error = _short(errors[0]) if errors else None
-        elif isinstance(outcome, WorkflowFailedError):
-            row.status = outcome.status
-            errors = outcome.status.all_errors()
-            row.error = _short(errors[0] if errors else "failed with no error message")
-        else:
-            if isinstance(outcome, WaitTimeoutError):
-                row.status = outcome.last_status
+        row.status = outcome_status(outcome) or row.status
+        if isinstance(outcome, PortableError) and not isinstance(outcome, WorkflowFailedError):
             row.error = _short(str(outcome))
+        else:
+            errors = row.status.all_errors() if row.status else []
+            row.error = _short(errors[0]) if errors else None
 
     def table(self) -> Group:
         table = Table(expand=False, header_style="bold")

@@ -158,7 +158,9 @@ class FakeWorkflow:
         run = self.run
         if run is not None:
             elapsed = now - run.started
-            if elapsed < run.pending:
+            if elapsed < 0:  # triggered, but not visible yet
+                body = self.last or self._body("NOT_RUNNING", "NONE", 0.0, (), None, empty=True)
+            elif elapsed < run.pending:
                 body = self._body("PENDING", "NONE", 0.0, (), None)
             elif elapsed < run.duration:
                 body = self._body("RUNNING", "NONE", (elapsed - run.pending) / run.running, (), None)
@@ -387,14 +389,21 @@ class FakePortable:
         running: float = 1.0,
         outcome: str = "SUCCEEDED",
         errors: Iterable[str] = (),
+        shows_after: float = 0.0,
     ) -> None:
-        """Start a new run of an existing workflow now; its previous result shows until the run is PENDING."""
+        """Start a new run of an existing workflow.
+
+        Args:
+            workflow_id: An added workflow.
+            pending, running, outcome, errors: As for `add_workflow`.
+            shows_after: Seconds before the new run shows up as PENDING; until then the previous run's result
+                is served, as the real API does for a moment after a trigger (what ``after=`` guards against).
+        """
         workflow = self.workflows[workflow_id]
-        if pending < 0 or running <= 0 or math.isnan(pending + running):
-            raise ValueError("pending must be >= 0 seconds and running > 0 seconds")
-        workflow.run = _Run(
-            time.monotonic(), datetime.now(timezone.utc), pending, running, _outcome(outcome), tuple(errors)
-        )
+        if pending < 0 or running <= 0 or shows_after < 0 or math.isnan(pending + running + shows_after):
+            raise ValueError("pending and shows_after must be >= 0 seconds, running > 0 seconds")
+        start = datetime.now(timezone.utc) + timedelta(seconds=shows_after)
+        workflow.run = _Run(time.monotonic() + shows_after, start, pending, running, _outcome(outcome), tuple(errors))
 
     def finish(self, workflow_id: int, outcome: str = "SUCCEEDED", errors: Iterable[str] = ()) -> None:
         """End a workflow's current run now with ``outcome``."""

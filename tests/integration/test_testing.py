@@ -55,7 +55,10 @@ async def test_fake_trigger_keeps_previous_result_until_run_starts(fake_portable
     fake_portable.add_workflow(1, start=False, previous="FAILED")
     _, body, _ = await get(fake_portable, 1)
     assert (body["lifecycle"], body["disposition"]) == ("NOT_RUNNING", "FAILED")
-    fake_portable.trigger(1, running=10)
+    fake_portable.trigger(1, running=10, shows_after=0.1)
+    _, body, _ = await get(fake_portable, 1)
+    assert (body["lifecycle"], body["disposition"]) == ("NOT_RUNNING", "FAILED")  # the new run is not visible yet
+    await asyncio.sleep(0.12)
     _, body, _ = await get(fake_portable, 1)
     assert body["lifecycle"] == "RUNNING"
     fake_portable.finish(1, "SUCCEEDED")
