@@ -97,7 +97,7 @@ class PortableClient:
         self._timeout = float(timeout)
         self._retry = retry
         self._max_concurrency = max_concurrency
-        self._pacer = Pacer(rate_limit)
+        self._pacer = Pacer(rate_limit, max_pause=retry.retry_after_cap)
         self._session: aiohttp.ClientSession | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._closed = False

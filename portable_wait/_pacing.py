@@ -7,7 +7,8 @@ One `Pacer` per `PortableClient`, shared by every waiter and every retry. It has
   can oversleep). Spacing, rather than a bucket that allows a burst, means polls that fall due together leave
   one after another, and the 2% margin keeps network jitter from squeezing an extra one into a server's second.
 * a pause: a 429 stops *every* request of the client until its ``Retry-After`` (or a short backoff when the
-  server gave none). Without it, each of a thousand waiters would discover the rate limit on its own.
+  server gave none), at most the client's ``RetryPolicy.retry_after_cap``. Without it, each of a thousand
+  waiters would discover the rate limit on its own.
 * an adaptive rate (AIMD): a 429 also halves the rate the client allows itself, starting from the rate it was
   sending at; each later success raises it again linearly, over ``RECOVERY`` seconds back to the rate that drew
   the 429, and the adaptive limit is dropped once it has doubled past it without another 429. So a fan-out
@@ -29,9 +30,6 @@ RECOVERY = 30.0
 
 DEFAULT_429_PAUSE = 1.0
 """Pause after a 429 that carried no Retry-After, in seconds."""
-
-MAX_429_PAUSE = 120.0
-"""Longest client-wide pause a single 429 can impose, in seconds."""
 
 MIN_RATE = 0.2
 """Slowest the adaptive rate goes, in requests per second."""
@@ -58,6 +56,7 @@ class Pacer:
         "_fixed",
         "_last_update",
         "_lock",
+        "_max_pause",
         "_next_slot",
         "_paused_until",
         "_prev_count",
@@ -69,7 +68,7 @@ class Pacer:
         "rate_limited",
     )
 
-    def __init__(self, rate_limit: float | None, *, recovery: float = RECOVERY) -> None:
+    def __init__(self, rate_limit: float | None, *, max_pause: float = 120.0, recovery: float = RECOVERY) -> None:
         if rate_limit is not None:
             if isinstance(rate_limit, bool) or not isinstance(rate_limit, (int, float)):
                 raise TypeError(f"rate_limit must be requests per second or None, got {type(rate_limit).__name__}")
@@ -77,6 +76,7 @@ class Pacer:
                 raise ValueError(f"rate_limit must be a finite number of requests per second > 0, got {rate_limit!r}")
         self._fixed = None if rate_limit is None else float(rate_limit)
         self._recovery = recovery
+        self._max_pause = max_pause
         self._lock = asyncio.Lock()
         self._sent: deque[float] = deque()
         self._adaptive: float | None = None
@@ -139,7 +139,7 @@ class Pacer:
         loop = asyncio.get_running_loop()
         now = loop.time()
         self.rate_limited += 1
-        pause = DEFAULT_429_PAUSE if retry_after is None else min(retry_after, MAX_429_PAUSE)
+        pause = min(DEFAULT_429_PAUSE if retry_after is None else retry_after, self._max_pause)
         self._paused_until = max(self._paused_until, now + pause)
         if self._adaptive is not None and now < self._last_update:
             # Several requests in flight answer 429 for the same overload: halve once per episode.
