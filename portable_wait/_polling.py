@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tenacity import RetryCallState
-
 from . import _retry
 from ._config import PollPolicy
 from ._errors import PortableError, WaitTimeoutError, WorkflowFailedError, is_transient
@@ -255,7 +253,7 @@ class _TenacityWait:
         retrying = _retry.poll_retrying(
             keep_polling=state.keep_polling,
             ride_out=lambda error: state.ride_out(error, self.loop.time()),
-            wait=self.wait,
+            next_delay=self.next_delay,
             before_sleep=self.before_sleep,
         )
         try:
@@ -281,16 +279,11 @@ class _TenacityWait:
         state.on_status(status)
         return status
 
-    def wait(self, retry: RetryCallState) -> float:
-        error = retry.outcome.exception() if retry.outcome is not None else None
+    def next_delay(self, error: BaseException | None) -> float:
         return self.state.next_delay(error, self.loop.time(), self.client.retry.retry_after_cap)
 
-    async def before_sleep(self, retry: RetryCallState) -> None:
-        delay = retry.next_action.sleep if retry.next_action is not None else 0.0
-        outcome = retry.outcome
-        if outcome is not None and outcome.failed:
-            error = outcome.exception()
-            assert error is not None
+    async def before_sleep(self, error: BaseException | None, delay: float) -> None:
+        if error is not None:
             self.state.log_failed_poll(error, delay)
             await self.state.emit(self.loop.time(), None, delay, error)
         else:

@@ -106,20 +106,28 @@ def poll_retrying(
     *,
     keep_polling: Callable[[T], bool],
     ride_out: Callable[[BaseException], bool],
-    wait: Callable[[RetryCallState], float],
-    before_sleep: Callable[[RetryCallState], Awaitable[None]],
+    next_delay: Callable[[BaseException | None], float],
+    before_sleep: Callable[[BaseException | None, float], Awaitable[None]],
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> AsyncRetrying:
     """Build the tenacity loop that polls until ``keep_polling`` says no.
 
     ``ride_out`` decides whether a failed poll is retried (a transient outage) or raised. tenacity hands every
     ``BaseException`` to it, ``CancelledError`` included, so it must answer False for anything but our own
-    transient errors: cancellation then propagates at once.
+    transient errors: cancellation then propagates at once. ``next_delay`` and ``before_sleep`` receive the
+    failed poll's error (None after a successful one), so callers never see tenacity's own types.
     """
+
+    def error_of(state: RetryCallState) -> BaseException | None:
+        return state.outcome.exception() if state.outcome is not None and state.outcome.failed else None
+
+    async def announce(state: RetryCallState) -> None:
+        await before_sleep(error_of(state), state.next_action.sleep if state.next_action is not None else 0.0)
+
     return AsyncRetrying(
         sleep=sleep,
         retry=retry_if_result(keep_polling) | retry_if_exception(ride_out),
-        wait=wait,
-        before_sleep=before_sleep,
+        wait=lambda state: next_delay(error_of(state)),
+        before_sleep=announce,
         reraise=True,
     )
