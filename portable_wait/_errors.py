@@ -23,6 +23,7 @@ import json
 import math
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -228,8 +229,6 @@ def _server_message(status_code: int, body: bytes) -> str:
     if len(text) > _MAX_MESSAGE:
         text = text[:_MAX_MESSAGE] + "..."
     if not text:
-        from http import HTTPStatus
-
         try:
             text = HTTPStatus(status_code).phrase
         except ValueError:

@@ -221,7 +221,6 @@ class _Row:
     status: WorkflowStatus | None = None
     error: str | None = None
     outcome: str = "WAITING"
-    polls: int = 0
     elapsed: float = 0.0
     done: bool = False
 
@@ -239,7 +238,6 @@ class _Board:
 
     def on_poll(self, event: PollEvent) -> None:
         row = self.rows[event.workflow_id]
-        row.polls = event.attempt
         row.elapsed = event.elapsed
         if event.status is not None:
             row.status = event.status
