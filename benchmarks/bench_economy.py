@@ -19,7 +19,7 @@ import aiohttp
 
 from portable_wait import PortableClient, wait_for_many
 
-from .common import fake_server, median, percentile, write_section
+from .common import IMG, fake_server, median, percentile, write_section
 
 WORKFLOWS = 1000
 RATE_LIMIT = 50
@@ -125,9 +125,40 @@ def run() -> dict[str, dict[str, float]]:
             f"| {name} | {row['requests']:,.0f} | {row['rate_limited']:,.0f} | **{row['share_429']:.1%}** | "
             f"{row['lag_mean']:.1f} | {row['lag_p99']:.1f} |"
         )
-    lines += ["", "Command: `python -m benchmarks economy`."]
+    plot(rows)
+    lines += ["", "![requests, 429s and detection lag per contender](img/economy.png)", ""]
+    lines += ["Command: `python -m benchmarks economy`."]
     write_section("3-economy", "\n".join(lines))
     return rows
+
+
+def plot(rows: dict[str, dict[str, float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    IMG.mkdir(parents=True, exist_ok=True)
+    names = list(rows)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8))
+    ok = [rows[n]["requests"] - rows[n]["rate_limited"] for n in names]
+    limited = [rows[n]["rate_limited"] for n in names]
+    left.bar(names, ok, color="tab:blue", label="answered")
+    left.bar(names, limited, bottom=ok, color="tab:red", label="answered 429")
+    left.set_ylabel("requests")
+    left.set_title(f"{WORKFLOWS:,} workflows, server limit {RATE_LIMIT}/s")
+    left.legend(fontsize=8)
+    right.bar(names, [rows[n]["lag_mean"] for n in names], color="tab:gray", label="mean")
+    right.scatter(names, [rows[n]["lag_p99"] for n in names], color="black", marker="_", s=400, label="p99")
+    right.set_ylabel("detection lag (s)")
+    right.set_title("from completedAt to the waiter's return")
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.tick_params(axis="x", labelsize=7, labelrotation=15)
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(IMG / "economy.png", dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

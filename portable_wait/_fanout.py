@@ -11,6 +11,7 @@ status is final, when a failure is ridden out, how long to pause, are the same `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import sys
 from collections.abc import AsyncGenerator, Callable, Iterable
@@ -162,6 +163,15 @@ async def as_completed(
     """
     ids = unique_workflow_ids(workflow_ids)
     options = WaitOptions.build(**wait_kwargs)
+    async with contextlib.aclosing(_as_completed(client, ids, options)) as outcomes:
+        async for item in outcomes:
+            yield item
+
+
+async def _as_completed(
+    client: PortableClient, ids: list[int], options: WaitOptions
+) -> AsyncGenerator[tuple[int, WorkflowStatus | PortableError], None]:
+    """`as_completed` with validated arguments."""
     if not ids:
         return
     done: asyncio.Queue[tuple[int, Outcome | BaseException]] = asyncio.Queue()
@@ -227,9 +237,11 @@ async def wait_for_many(
     if not isinstance(return_exceptions, bool):
         raise TypeError(f"return_exceptions must be a bool, got {type(return_exceptions).__name__}")
     ids = unique_workflow_ids(workflow_ids)
+    options = WaitOptions.build(**wait_kwargs)
     outcomes: dict[int, Outcome] = {}
-    async for wid, outcome in as_completed(client, ids, **wait_kwargs):
-        outcomes[wid] = outcome
+    async with contextlib.aclosing(_as_completed(client, ids, options)) as results:
+        async for wid, outcome in results:
+            outcomes[wid] = outcome
     ordered = {wid: outcomes[wid] for wid in ids}
     if return_exceptions:
         return ordered
