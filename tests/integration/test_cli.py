@@ -126,6 +126,8 @@ def test_cli_bad_key_exits_4_without_showing_it(fake: FakePortable) -> None:
         ["wait", "1", "--after", "yesterday-ish"],
         ["wait", "1", "--base-url", "http://example.com"],
         ["wait", "1", "--poll-multiplier", "0.5"],
+        ["wait", "1", "--max-concurrency", "0"],
+        ["wait", "1", "--rate-limit", "-1"],
         ["frobnicate"],
     ],
 )
