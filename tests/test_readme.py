@@ -25,7 +25,8 @@ def block(containing: str) -> str:
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePortable]:
     server = FakePortable()
     for wid in (568971, 101, 102, 103):
-        server.add_workflow(wid, running=0.05)
+        # Long enough to be seen RUNNING: the quick start passes after=now, so an already finished run would not do.
+        server.add_workflow(wid, running=0.5)
     with server.run_in_thread():
         monkeypatch.setenv("PORTABLE_API_KEY", server.api_key)
 
