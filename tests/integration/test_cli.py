@@ -246,3 +246,17 @@ def test_cli_main_returns_exit_codes_in_process(fake: FakePortable, monkeypatch:
     fake.add_workflow(1, running=0.05)
     assert main(["wait", "1", "--base-url", fake.base_url, "--quiet", *FAST]) == 0
     assert main(["--version"]) == 0
+
+
+def test_cli_live_table_shows_unfinished_first_and_counts_the_rest() -> None:
+    board = _Board(list(range(1, 46)))
+    done = WorkflowStatus.model_validate({"id": 1, "lifecycle": "NOT_RUNNING", "disposition": "SUCCEEDED"})
+    for wid in range(1, 11):
+        board.finish(wid, done)
+    console = Console(record=True, width=140, height=200)
+    console.print(board.table())
+    text = console.export_text()
+    assert "… and 5 more" in text
+    assert "│       45 │" in text  # unfinished rows come first
+    assert "│        6 │" not in text  # finished ones fill what is left: 1-5 only
+    assert "45 workflows" in text and "10 succeeded" in text and "35 waiting" in text
