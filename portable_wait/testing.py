@@ -156,11 +156,9 @@ class FakeWorkflow:
             body.setdefault("id", self.workflow_id)
             return body
         run = self.run
-        if run is not None:
+        if run is not None and now >= run.started:  # a run triggered with shows_after is not visible yet
             elapsed = now - run.started
-            if elapsed < 0:  # triggered, but not visible yet
-                body = self.last or self._body("NOT_RUNNING", "NONE", 0.0, (), None, empty=True)
-            elif elapsed < run.pending:
+            if elapsed < run.pending:
                 body = self._body("PENDING", "NONE", 0.0, (), None)
             elif elapsed < run.duration:
                 body = self._body("RUNNING", "NONE", (elapsed - run.pending) / run.running, (), None)
