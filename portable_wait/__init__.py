@@ -18,6 +18,7 @@ from ._errors import (
     WorkflowNotFoundError,
 )
 from ._fanout import as_completed, wait_for_many
+from ._hub import Outcome
 from ._models import Disposition, Lifecycle, ResourceStatus, WorkflowStatus
 from ._polling import PollEvent, wait_for_completion
 from ._version import __version__
@@ -27,6 +28,7 @@ __all__ = [
     "Disposition",
     "InvalidResponseError",
     "Lifecycle",
+    "Outcome",
     "PermissionDeniedError",
     "PollEvent",
     "PollPolicy",

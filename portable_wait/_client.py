@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
-import math
 import os
+import warnings
 from types import TracebackType
 from typing import Any
 
@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from yarl import URL
 
 from . import _retry
-from ._config import RetryPolicy
+from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY, RetryPolicy
 from ._errors import (
     InvalidResponseError,
     PortableAPIError,
@@ -28,9 +28,10 @@ from ._errors import (
     error_from_response,
     is_transient,
 )
+from ._hub import WaitHub
 from ._models import WorkflowStatus
 from ._pacing import Pacer
-from ._validate import check_workflow_id
+from ._validate import check_int, check_seconds, check_workflow_id
 from ._version import __version__
 
 __all__ = ["API_KEY_ENV", "DEFAULT_BASE_URL", "PortableClient"]
@@ -39,7 +40,7 @@ DEFAULT_BASE_URL = "https://api.portable.io"
 API_KEY_ENV = "PORTABLE_API_KEY"
 USER_AGENT = f"portable-wait/{__version__}"
 _REDACTED = b"[redacted]"
-_DEFAULT_RETRY = RetryPolicy()
+_UNSET: Any = object()
 
 
 class PortableClient:
@@ -54,12 +55,18 @@ class PortableClient:
             as a bearer token to ``base_url``'s host and never shown in a repr, a log line or an exception.
         base_url: The API's root. ``http://`` is refused except for loopback hosts (tests, the fake server),
             so the key never crosses a network in clear text. Default ``https://api.portable.io``.
-        timeout: Seconds one HTTP request may take, from sending it to reading the whole body. Default 30.
+        request_timeout: Seconds one HTTP request may take, from sending it to reading the whole body.
+            Default 30. (``timeout=`` is its deprecated old name, accepted with a ``DeprecationWarning`` until
+            the next release: everywhere else ``timeout`` means a whole wait.)
         retry: How transient failures of one request are retried. Default ``RetryPolicy()``.
         max_concurrency: Requests in flight at once, across everything using this client; also the size of
             the connection pool. Default 10.
         rate_limit: Requests per second across everything using this client (every waiter, every retry), or
             None for no fixed limit. A 429 pauses and slows down the client either way. Default None.
+
+    The client also owns the wait hub (created on the first wait, closed with the client): every
+    `wait_for_completion`, `wait_for_many` and `as_completed` through this client runs there, and waits on
+    the same workflow share one poll stream.
 
     Raises:
         ValueError: No key was given and ``PORTABLE_API_KEY`` is unset or empty, or an argument is out of range.
@@ -71,30 +78,35 @@ class PortableClient:
         api_key: str | None = None,
         *,
         base_url: str = DEFAULT_BASE_URL,
-        timeout: float = 30.0,
-        retry: RetryPolicy = _DEFAULT_RETRY,
-        max_concurrency: int = 10,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         rate_limit: float | None = None,
+        timeout: float = _UNSET,
     ) -> None:
         key = _resolve_key(api_key)
         self._base_url = _check_base_url(base_url)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
-        if not (math.isfinite(timeout) and timeout > 0):
-            raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
+        if timeout is not _UNSET:
+            if request_timeout != DEFAULT_REQUEST_TIMEOUT:
+                raise TypeError("pass request_timeout= only; timeout= is its deprecated old name")
+            warnings.warn(
+                "PortableClient(timeout=...) is deprecated; use request_timeout=... (timeout= will be removed in "
+                "the next release)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            request_timeout = timeout
+        request_timeout = check_seconds(request_timeout, "request_timeout")
         if not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
-        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
-            raise TypeError(f"max_concurrency must be an int, got {type(max_concurrency).__name__}")
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        max_concurrency = check_int(max_concurrency, "max_concurrency", minimum=1)
         self._headers = {
             "Authorization": f"Bearer {key}",
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
         }
         self._key_bytes = key.encode()
-        self._timeout = float(timeout)
+        self._timeout = request_timeout
         self._retry = retry
         self._max_concurrency = max_concurrency
         self._pacer = Pacer(rate_limit, max_pause=retry.retry_after_cap)
@@ -104,6 +116,7 @@ class PortableClient:
         self._in_flight = 0
         self._requests = 0
         self._prefix = f"{self._base_url}/v2/workflows/"
+        self._hub: WaitHub | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("open" if self._session else "not started")
@@ -121,6 +134,11 @@ class PortableClient:
     def retry(self) -> RetryPolicy:
         """The request retry policy."""
         return self._retry
+
+    @property
+    def request_timeout(self) -> float:
+        """Seconds one HTTP request may take."""
+        return self._timeout
 
     @property
     def max_concurrency(self) -> int:
@@ -142,11 +160,29 @@ class PortableClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool. Safe to call twice."""
+        """Close the wait hub and the connection pool. Safe to call twice.
+
+        Waits still running through this client end with RuntimeError.
+        """
         self._closed = True
+        hub = self._hub
+        if hub is not None:
+            await hub.close()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+    def _wait_hub(self) -> WaitHub:
+        """Return the hub that runs this client's waits, starting it on first use."""
+        hub = self._hub
+        if hub is None:
+            self._ensure_session()
+            hub = self._hub = WaitHub(self)
+        elif self._closed:
+            raise RuntimeError("this PortableClient is closed; create a new one")
+        elif hub.loop is not asyncio.get_running_loop():
+            raise RuntimeError("a PortableClient belongs to the event loop it was first used in; create one per loop")
+        return hub
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._closed:

@@ -1,33 +1,55 @@
-"""Policies: how often to poll and how to retry a failed request.
+"""Policies and defaults: how often to poll, how to retry a failed request, and the Retry-After rule.
 
-Both are frozen dataclasses validated in ``__post_init__``, so a bad value fails where it is written, not an hour
-into a wait. All durations are float seconds.
+Both policies are frozen dataclasses validated in ``__post_init__``, so a bad value fails where it is written,
+not an hour into a wait. All durations are float seconds. The defaults every entry point shares (the client,
+`sync`, the CLI, Airflow) are the named constants below: change one here and every caller follows.
 """
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 
-__all__ = ["PollPolicy", "RetryPolicy"]
+from ._retry import exponential_backoff
+from ._validate import check_int, check_number, check_seconds
+
+__all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_POLL",
+    "DEFAULT_REQUEST_TIMEOUT",
+    "DEFAULT_RETRY",
+    "PollPolicy",
+    "RetryPolicy",
+    "honour_retry_after",
+]
+
+DEFAULT_REQUEST_TIMEOUT = 30.0
+"""Seconds one HTTP request may take (`PortableClient`'s ``request_timeout``)."""
+
+DEFAULT_MAX_CONCURRENCY = 10
+"""Requests in flight at once per client, and the size of its connection pool."""
 
 
-def _check_seconds(owner: str, name: str, value: object, *, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}.{name} must be a number of seconds, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{owner}.{name} must be a finite number of seconds {bound}, got {value!r}")
+def honour_retry_after(delay: float, retry_after: float | None, cap: float) -> float:
+    """Return ``delay`` raised to the server's ``Retry-After``, itself capped at ``cap`` seconds.
+
+    The one home of the rule for request retries (`RetryPolicy.delay`), the client-wide 429 pause (the pacer)
+    and the poll schedule (`WaitState.next_delay`): never come back sooner than the server asked, and never let
+    a misconfigured server park a waiter for longer than ``cap``.
+    """
+    if retry_after is None:
+        return delay
+    return max(delay, min(retry_after, cap))
 
 
 @dataclass(frozen=True, slots=True)
 class PollPolicy:
     """How often `wait_for_completion` asks for a workflow's status.
 
-    The n-th delay (n = 0, 1, ...) is ``min(maximum, initial * multiplier**n)``, shortened at random by up to
-    ``jitter`` of itself so that many waiters started together drift apart instead of polling in lock step.
-    A delay never exceeds ``maximum`` and is always clipped to the wait's deadline.
+    The n-th delay (n = 0, 1, ...) is ``min(maximum, initial * multiplier**n)`` (tenacity's
+    ``wait_exponential``), shortened at random by up to ``jitter`` of itself so that many waiters started
+    together drift apart instead of polling in lock step. A delay never exceeds ``maximum`` and is always
+    clipped to the wait's deadline.
 
     Args:
         initial: Seconds before the second poll (the first poll is immediate). Default 2.
@@ -48,20 +70,21 @@ class PollPolicy:
     outage_tolerance: float = 600.0
 
     def __post_init__(self) -> None:
-        _check_seconds("PollPolicy", "initial", self.initial)
-        _check_seconds("PollPolicy", "maximum", self.maximum)
-        _check_seconds("PollPolicy", "outage_tolerance", self.outage_tolerance, allow_zero=True)
+        check_seconds(self.initial, "PollPolicy.initial")
+        check_seconds(self.maximum, "PollPolicy.maximum")
+        check_seconds(self.outage_tolerance, "PollPolicy.outage_tolerance", allow_zero=True)
         if self.maximum < self.initial:
             raise ValueError(f"PollPolicy.maximum ({self.maximum}) must be >= PollPolicy.initial ({self.initial})")
-        if isinstance(self.multiplier, bool) or not isinstance(self.multiplier, (int, float)):
-            raise TypeError(f"PollPolicy.multiplier must be a number, got {type(self.multiplier).__name__}")
-        if not math.isfinite(self.multiplier) or self.multiplier < 1:
+        multiplier = check_number(self.multiplier, "PollPolicy.multiplier")
+        if not (1 <= multiplier < float("inf")):
             raise ValueError(f"PollPolicy.multiplier must be a finite number >= 1, got {self.multiplier!r}")
-        _check_fraction("PollPolicy", "jitter", self.jitter)
+        jitter = check_number(self.jitter, "PollPolicy.jitter", what="a number between 0 and 1")
+        if not 0 <= jitter <= 1:
+            raise ValueError(f"PollPolicy.jitter must be between 0 and 1, got {self.jitter!r}")
 
     def delay(self, poll_index: int, rand: float | None = None) -> float:
         """Return the pause in seconds after poll number ``poll_index`` (0-based), before deadline clipping."""
-        base = _grow(self.initial, self.multiplier, self.maximum, poll_index)
+        base = exponential_backoff(self.initial, self.multiplier, self.maximum, poll_index)
         r = random.random() if rand is None else rand
         return base * (1.0 - self.jitter * r)
 
@@ -88,43 +111,22 @@ class RetryPolicy:
     retry_after_cap: float = 120.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
-            raise TypeError(f"RetryPolicy.attempts must be an int, got {type(self.attempts).__name__}")
-        if self.attempts < 1:
-            raise ValueError(f"RetryPolicy.attempts must be >= 1 (1 means no retry), got {self.attempts}")
-        _check_seconds("RetryPolicy", "initial", self.initial, allow_zero=True)
-        _check_seconds("RetryPolicy", "maximum", self.maximum, allow_zero=True)
-        _check_seconds("RetryPolicy", "retry_after_cap", self.retry_after_cap, allow_zero=True)
+        check_int(self.attempts, "RetryPolicy.attempts (1 means no retry)", minimum=1)
+        check_seconds(self.initial, "RetryPolicy.initial", allow_zero=True)
+        check_seconds(self.maximum, "RetryPolicy.maximum", allow_zero=True)
+        check_seconds(self.retry_after_cap, "RetryPolicy.retry_after_cap", allow_zero=True)
         if self.maximum < self.initial:
             raise ValueError(f"RetryPolicy.maximum ({self.maximum}) must be >= RetryPolicy.initial ({self.initial})")
 
     def delay(self, retry_number: int, retry_after: float | None = None, rand: float | None = None) -> float:
         """Return the pause in seconds before retry ``retry_number`` (1-based)."""
-        ceiling = _grow(self.initial, 2.0, self.maximum, retry_number - 1)
+        ceiling = exponential_backoff(self.initial, 2.0, self.maximum, retry_number - 1)
         r = random.random() if rand is None else rand
-        pause = ceiling * r
-        if retry_after is not None:
-            pause = max(pause, min(retry_after, self.retry_after_cap))
-        return pause
+        return honour_retry_after(ceiling * r, retry_after, self.retry_after_cap)
 
 
-def _check_fraction(owner: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}.{name} must be a number between 0 and 1, got {type(value).__name__}")
-    if not 0 <= value <= 1:
-        raise ValueError(f"{owner}.{name} must be between 0 and 1, got {value!r}")
+DEFAULT_RETRY = RetryPolicy()
+"""`PortableClient`'s request retry policy when none is given."""
 
-
-def _grow(initial: float, multiplier: float, maximum: float, n: int) -> float:
-    # Work in logarithms: multiplier**n overflows a float after a few hundred polls.
-    if multiplier == 1 or n <= 0:
-        return min(initial, maximum)
-    if initial == 0:
-        return 0.0
-    log_delay = math.log(initial) + n * math.log(multiplier)
-    if log_delay >= math.log(maximum):
-        return maximum
-    try:
-        return min(maximum, initial * multiplier**n)
-    except OverflowError:  # a subnormal initial with a huge n: exact is out of reach, the logarithm is not
-        return min(maximum, math.exp(log_delay))
+DEFAULT_POLL = PollPolicy()
+"""The poll schedule of a wait when none is given."""

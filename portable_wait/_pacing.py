@@ -23,6 +23,9 @@ import asyncio
 import math
 from collections import deque
 
+from ._config import honour_retry_after
+from ._validate import check_number
+
 __all__ = ["Pacer"]
 
 RECOVERY = 30.0
@@ -70,8 +73,7 @@ class Pacer:
 
     def __init__(self, rate_limit: float | None, *, max_pause: float = 120.0, recovery: float = RECOVERY) -> None:
         if rate_limit is not None:
-            if isinstance(rate_limit, bool) or not isinstance(rate_limit, (int, float)):
-                raise TypeError(f"rate_limit must be requests per second or None, got {type(rate_limit).__name__}")
+            check_number(rate_limit, "rate_limit", what="requests per second or None")
             if not (math.isfinite(rate_limit) and rate_limit > 0):
                 raise ValueError(f"rate_limit must be a finite number of requests per second > 0, got {rate_limit!r}")
         self._fixed = None if rate_limit is None else float(rate_limit)
@@ -139,7 +141,7 @@ class Pacer:
         loop = asyncio.get_running_loop()
         now = loop.time()
         self.rate_limited += 1
-        pause = min(DEFAULT_429_PAUSE if retry_after is None else retry_after, self._max_pause)
+        pause = honour_retry_after(0.0, DEFAULT_429_PAUSE if retry_after is None else retry_after, self._max_pause)
         self._paused_until = max(self._paused_until, now + pause)
         if self._adaptive is not None and now < self._last_update:
             # Several requests in flight answer 429 for the same overload: halve once per episode.

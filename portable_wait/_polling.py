@@ -1,30 +1,41 @@
-"""`wait_for_completion`: poll one workflow until its run is over."""
+"""`wait_for_completion`, the wait keywords, and `WaitState`: every decision of a wait, with no I/O.
+
+A wait is run by its client's hub (`_hub.WaitHub`): one driver for every wait of the client. This module keeps
+what a wait *decides* (when a status is final, when a failure is ridden out, how long to pause); the hub keeps
+when to send the request, and who shares it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import logging
-import sys
-from collections.abc import Awaitable, Callable, Coroutine
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from . import _retry
-from ._config import PollPolicy
+from ._config import DEFAULT_POLL, PollPolicy, honour_retry_after
 from ._errors import PortableError, WaitTimeoutError, WorkflowFailedError, is_transient
 from ._models import Disposition, Lifecycle, WorkflowStatus
-from ._validate import check_timeout, check_workflow_id
+from ._retry import retry_after_of
+from ._validate import check_bool, check_keywords, check_timeout, check_workflow_id
 
 if TYPE_CHECKING:
     from ._client import PortableClient
 
-__all__ = ["OnPoll", "PollEvent", "WaitOptions", "WaitState", "wait_for_completion", "wait_with_options"]
+__all__ = [
+    "WAIT_KEYWORDS",
+    "OnPoll",
+    "PollEvent",
+    "WaitKwargs",
+    "WaitOptions",
+    "WaitState",
+    "wait_for_completion",
+]
 
 logger = logging.getLogger("portable_wait")
-T = TypeVar("T")
-_DEFAULT_POLL = PollPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +62,25 @@ class PollEvent:
 OnPoll = Callable[[PollEvent], "Awaitable[object] | object"]
 
 
+class WaitKwargs(TypedDict, total=False):
+    """The keywords of a wait, declared once for every function that takes them (see `wait_for_completion`)."""
+
+    timeout: float | None
+    poll: PollPolicy
+    raise_on_failure: bool
+    after: datetime | None
+    on_poll: OnPoll | None
+
+
+WAIT_KEYWORDS = frozenset(WaitKwargs.__annotations__)
+
+
 @dataclass(frozen=True, slots=True)
 class WaitOptions:
-    """The keyword arguments of a wait, validated once (fan-out shares one instance across all waiters)."""
+    """The keyword arguments of a wait, validated once (a fan-out shares one instance across all its waiters)."""
 
     timeout: float | None = None
-    poll: PollPolicy = _DEFAULT_POLL
+    poll: PollPolicy = DEFAULT_POLL
     raise_on_failure: bool = True
     after: datetime | None = None
     on_poll: OnPoll | None = None
@@ -66,7 +90,7 @@ class WaitOptions:
         cls,
         *,
         timeout: float | None = None,
-        poll: PollPolicy = _DEFAULT_POLL,
+        poll: PollPolicy = DEFAULT_POLL,
         raise_on_failure: bool = True,
         after: datetime | None = None,
         on_poll: OnPoll | None = None,
@@ -74,8 +98,7 @@ class WaitOptions:
         """Validate the arguments and return the options, or raise TypeError/ValueError naming the problem."""
         if not isinstance(poll, PollPolicy):
             raise TypeError(f"poll must be a PollPolicy, got {type(poll).__name__}")
-        if not isinstance(raise_on_failure, bool):
-            raise TypeError(f"raise_on_failure must be a bool, got {type(raise_on_failure).__name__}")
+        check_bool(raise_on_failure, "raise_on_failure")
         if after is not None:
             if not isinstance(after, datetime):
                 raise TypeError(f"after must be a datetime, got {type(after).__name__}")
@@ -85,7 +108,19 @@ class WaitOptions:
                 )
         if on_poll is not None and not callable(on_poll):
             raise TypeError(f"on_poll must be callable, got {type(on_poll).__name__}")
-        return cls(check_timeout(timeout), poll, raise_on_failure, after, on_poll)
+        seconds = check_timeout(timeout)
+        if seconds is None and poll is DEFAULT_POLL and raise_on_failure and after is None and on_poll is None:
+            return _DEFAULT_OPTIONS  # most waits: one shared instance instead of one each
+        return cls(seconds, poll, raise_on_failure, after, on_poll)
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Mapping[str, Any], where: str) -> WaitOptions:
+        """Validate ``**wait_kwargs`` of ``where()``: an unknown keyword is a TypeError naming the accepted ones."""
+        check_keywords(kwargs, WAIT_KEYWORDS, where)
+        return cls.build(**kwargs)
+
+
+_DEFAULT_OPTIONS = WaitOptions()
 
 
 async def wait_for_completion(
@@ -93,7 +128,7 @@ async def wait_for_completion(
     workflow_id: int,
     *,
     timeout: float | None = None,
-    poll: PollPolicy = _DEFAULT_POLL,
+    poll: PollPolicy = DEFAULT_POLL,
     raise_on_failure: bool = True,
     after: datetime | None = None,
     on_poll: OnPoll | None = None,
@@ -104,6 +139,9 @@ async def wait_for_completion(
     client's retries (5xx, 429, network, timeout, a body that is not JSON) does not end the wait: it is logged,
     reported to ``on_poll``, and polling goes on, until ``poll.outage_tolerance`` seconds of consecutive
     failure. Permanent errors (401, 403, 404, a body of the wrong shape) raise at once.
+
+    The wait runs in the client's hub: waits on the same workflow through one client share one poll stream
+    (one request serves them all; see the README's "One hub per client"), each judged by its own arguments.
 
     Args:
         client: An open `PortableClient`.
@@ -131,43 +169,52 @@ async def wait_for_completion(
         PortableAPIError, TransportError, InvalidResponseError: The last error, once failures lasted longer
             than ``poll.outage_tolerance``, or at once for a body of the wrong shape.
         TypeError, ValueError: Bad arguments, before any request.
+        RuntimeError: The client was closed before or during the wait.
     """
     wid = check_workflow_id(workflow_id)
     options = WaitOptions.build(
         timeout=timeout, poll=poll, raise_on_failure=raise_on_failure, after=after, on_poll=on_poll
     )
-    return await wait_with_options(client, wid, options)
-
-
-async def wait_with_options(client: PortableClient, wid: int, options: WaitOptions) -> WorkflowStatus:
-    """Run one wait with validated options: the tenacity poll loop of `wait_for_completion`."""
-    state = WaitState(wid, options, asyncio.get_running_loop().time())
-    return await _TenacityWait(client, state).run()
+    hub = client._wait_hub()
+    # Awaited here, not in a helper coroutine: every frame is kept alive for as long as the wait runs, and a
+    # web service holds thousands of these at once.
+    waiter, future = hub.enroll(wid, options)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        hub.leave(waiter)
+        raise
 
 
 class WaitState:
-    """One workflow's wait: what it has seen, and every decision about it. No I/O and no loop of its own.
+    """One wait on one workflow: what it has seen, and every decision about it. No I/O, no loop, no clock.
 
-    `wait_for_completion` drives it with tenacity; fan-out drives thousands of them from one scheduler
-    (`_fanout`), so it is kept small (``__slots__``, the options shared).
+    The hub drives thousands of them, so it is small (``__slots__``, the options shared) and keeps no parsed
+    status: the hub rebuilds ``WaitTimeoutError.last_status`` from the stream's last body when it is needed.
+    Times are the event loop's (`loop.time()`); `snapshot` and `restore` carry a state across processes on
+    the wall clock.
     """
 
-    __slots__ = ("deadline", "failing_since", "last_status", "options", "polls", "seen_active", "started", "wid")
+    __slots__ = ("deadline", "failing_since", "options", "polls", "seen_active", "started", "wid")
 
     def __init__(self, wid: int, options: WaitOptions, now: float) -> None:
         self.wid = wid
         self.options = options
         self.started = now
         self.deadline = None if options.timeout is None else now + options.timeout
-        self.last_status: WorkflowStatus | None = None
         self.seen_active = False
         self.failing_since: float | None = None
         self.polls = 0
 
+    def __repr__(self) -> str:
+        return (
+            f"<WaitState workflow={self.wid} polls={self.polls} seen_active={self.seen_active} "
+            f"failing_since={self.failing_since} deadline={self.deadline}>"
+        )
+
     def on_status(self, status: WorkflowStatus) -> None:
         """Record a poll's answer."""
         self.failing_since = None
-        self.last_status = status
         if status.lifecycle is not Lifecycle.NOT_RUNNING:
             self.seen_active = True
         logger.debug(
@@ -189,18 +236,33 @@ class WaitState:
         # Still the previous run's result (or none at all): the run we wait for has not shown up yet.
         return status.completed_at is None or status.completed_at < after
 
-    def ride_out(self, error: BaseException, now: float) -> bool:
+    def trusts_stale(self, status: WorkflowStatus) -> bool:
+        """Return True if an answer to a request sent before this wait began may still serve as its first.
+
+        Without ``after`` any current answer will do. With it, a RUNNING answer from before the wait began
+        could be the previous run's, and would count as "seen active": only an answer that is final by
+        ``completed_at`` alone is taken.
+        """
+        if self.options.after is None:
+            return True
+        return status.lifecycle is Lifecycle.NOT_RUNNING and not self.seen_active and not self.keep_polling(status)
+
+    def ride_out(self, error: PortableError, now: float) -> bool:
         """Return True if a failed poll is part of an outage to wait out rather than raise."""
         if not is_transient(error) or self.failing_since is None:
             return False
         return now - self.failing_since < self.options.poll.outage_tolerance
 
-    def next_delay(self, error: BaseException | None, now: float, retry_after_cap: float) -> float:
+    def poll_delay(self, error: PortableError | None, retry_after_cap: float) -> float:
+        """Return the pause before the next poll by the policy, at least ``Retry-After`` (no deadline clip)."""
+        return honour_retry_after(self.options.poll.delay(self.polls - 1), retry_after_of(error), retry_after_cap)
+
+    def next_delay(self, error: PortableError | None, now: float, retry_after_cap: float) -> float:
         """Return the pause before the next poll: the policy's, at least ``Retry-After``, clipped to the deadline."""
-        delay = self.options.poll.delay(self.polls - 1)
-        retry_after = _retry.retry_after_of(error)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, retry_after_cap))
+        return self.clip(self.poll_delay(error, retry_after_cap), now)
+
+    def clip(self, delay: float, now: float) -> float:
+        """Return ``delay`` shortened so that it ends by the deadline."""
         if self.deadline is not None:
             delay = min(delay, max(0.0, self.deadline - now))
         return delay
@@ -211,25 +273,24 @@ class WaitState:
             raise WorkflowFailedError(status)
         return status
 
-    def timed_out(self) -> WaitTimeoutError:
-        """Return the error for a wait whose deadline passed."""
+    def timed_out(self, last_status: WorkflowStatus | None) -> WaitTimeoutError:
+        """Return the error for a wait whose deadline passed; ``last_status`` is the last answer it saw."""
         assert self.options.timeout is not None
-        return WaitTimeoutError(self.wid, self.options.timeout, self.last_status)
+        return WaitTimeoutError(self.wid, self.options.timeout, last_status)
 
-    def log_failed_poll(self, error: BaseException, delay: float) -> None:
+    def log_failed_poll(self, error: PortableError, delay: float) -> None:
         logger.warning(
             "workflow %d: poll %d failed (%s); still polling, next in %.1f s", self.wid, self.polls, error, delay
         )
 
     async def emit(
-        self, now: float, status: WorkflowStatus | None, next_delay: float | None, error: BaseException | None = None
+        self, now: float, status: WorkflowStatus | None, next_delay: float | None, error: PortableError | None = None
     ) -> None:
         """Tell the ``on_poll`` hook about a poll; log, never raise, what the hook raises."""
         hook = self.options.on_poll
         if hook is None:
             return
-        reported = error if isinstance(error, PortableError) else None
-        event = PollEvent(self.wid, self.polls, status, now - self.started, next_delay, reported)
+        event = PollEvent(self.wid, self.polls, status, now - self.started, next_delay, error)
         try:
             result = hook(event)
             if inspect.isawaitable(result):
@@ -237,72 +298,46 @@ class WaitState:
         except Exception:
             logger.exception("on_poll hook raised for workflow %d; ignored", self.wid)
 
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """Return this state as a JSON-able dict, its times on the wall clock (Unix seconds), for `restore`.
 
-class _TenacityWait:
-    """`wait_for_completion`'s loop: tenacity retries on the result, with the deadline over everything."""
+        ``now`` is the event loop's time the snapshot is taken at. The options are not included: the caller
+        passes them again to `restore` (Airflow keeps them in the task's arguments).
+        """
+        wall = time.time()
 
-    __slots__ = ("client", "loop", "state")
+        def on_wall(t: float | None) -> float | None:
+            return None if t is None else wall - (now - t)
 
-    def __init__(self, client: PortableClient, state: WaitState) -> None:
-        self.client = client
-        self.state = state
-        self.loop = asyncio.get_running_loop()
+        return {
+            "workflow_id": self.wid,
+            "started": on_wall(self.started),
+            "seen_active": self.seen_active,
+            "failing_since": on_wall(self.failing_since),
+            "polls": self.polls,
+        }
 
-    async def run(self) -> WorkflowStatus:
-        state = self.state
-        retrying = _retry.poll_retrying(
-            keep_polling=state.keep_polling,
-            ride_out=lambda error: state.ride_out(error, self.loop.time()),
-            next_delay=self.next_delay,
-            before_sleep=self.before_sleep,
-        )
+    @classmethod
+    def restore(cls, data: Mapping[str, Any], options: WaitOptions, now: float) -> WaitState:
+        """Rebuild a state from `snapshot`'s dict, possibly in another process; ``now`` is the loop's time.
+
+        The deadline is ``started + options.timeout`` on the wall clock, so a wait resumed later keeps its
+        original deadline.
+
+        Raises:
+            ValueError: ``data`` is not a snapshot.
+        """
         try:
-            status: WorkflowStatus = await _until(state.deadline, retrying(self.poll_once))
-        except TimeoutError:
-            if state.deadline is None or self.loop.time() < state.deadline:
-                raise
-            raise state.timed_out() from None
-        except PortableError as error:
-            await state.emit(self.loop.time(), None, None, error)
-            raise
-        await state.emit(self.loop.time(), status, None)
-        return state.outcome(status)
-
-    async def poll_once(self) -> WorkflowStatus:
-        state = self.state
-        state.polls += 1
-        try:
-            status = await self.client.get_workflow_status(state.wid)
-        except PortableError:
-            state.on_error(self.loop.time())
-            raise
-        state.on_status(status)
-        return status
-
-    def next_delay(self, error: BaseException | None) -> float:
-        return self.state.next_delay(error, self.loop.time(), self.client.retry.retry_after_cap)
-
-    async def before_sleep(self, error: BaseException | None, delay: float) -> None:
-        if error is not None:
-            self.state.log_failed_poll(error, delay)
-            await self.state.emit(self.loop.time(), None, delay, error)
-        else:
-            await self.state.emit(self.loop.time(), self.state.last_status, delay)
-
-
-if sys.version_info >= (3, 11):
-
-    async def _until(deadline: float | None, coro: Coroutine[Any, Any, T]) -> T:
-        async with asyncio.timeout_at(deadline):
-            return await coro
-
-else:  # pragma: no cover - Python 3.10
-
-    async def _until(deadline: float | None, coro: Coroutine[Any, Any, T]) -> T:
-        if deadline is None:
-            return await coro
-        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-        try:
-            return await asyncio.wait_for(coro, remaining)
-        except asyncio.TimeoutError:
-            raise TimeoutError from None
+            wid = check_workflow_id(data["workflow_id"])
+            wall = time.time()
+            state = cls(wid, options, now - (wall - float(data["started"])))
+            state.seen_active = check_bool(data["seen_active"], "seen_active")
+            failing = data["failing_since"]
+            state.failing_since = None if failing is None else now - (wall - float(failing))
+            polls = data["polls"]
+            if isinstance(polls, bool) or not isinstance(polls, int) or polls < 0:
+                raise ValueError(f"polls must be an int >= 0, got {polls!r}")
+            state.polls = polls
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a WaitState snapshot ({type(exc).__name__}: {exc}): {dict(data)!r}") from None
+        return state

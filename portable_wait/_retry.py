@@ -1,14 +1,17 @@
 """Everything that touches tenacity lives here; the rest of the package never imports it.
 
-Two loops, nested, and budgeted so they do not multiply out of control:
+Two uses, nested, and budgeted so they do not multiply out of control:
 
 * **Request retries** (`retry_request`, used by `PortableClient`): one status request that fails for a transient
   reason (408, 429, 5xx, connection error, timeout, a body that is not JSON) is tried up to
   ``RetryPolicy.attempts`` times with full-jitter exponential backoff and ``Retry-After`` as a floor. The first
   try runs outside tenacity: the common, successful request pays nothing for the retry machinery.
-* **Polling** (`poll_retrying`, used by `wait_for_completion`): retries on the *result* (the workflow is still
-  running) with `PollPolicy`'s backoff. A poll whose request failed even after the client's retries is ridden
-  out for at most ``PollPolicy.outage_tolerance`` seconds of consecutive failure, then raised.
+* **Backoff curves** (`exponential_backoff`): `PollPolicy.delay` (the poll schedule every wait of the client's
+  hub follows) and `RetryPolicy.delay` take their exponential curve from tenacity's ``wait_exponential``. The
+  poll loop itself is the hub's (`_hub`): one driver for thousands of waits cannot be one tenacity loop per
+  wait (about 10 KiB each), so tenacity computes its delays and the hub runs them. A poll whose request failed
+  even after the client's retries is ridden out for at most ``PollPolicy.outage_tolerance`` seconds of
+  consecutive failure, then raised.
 
 Worst case for one poll with the defaults: 4 tries and 3 pauses of at most 10 s (or a ``Retry-After`` of at
 most 120 s), plus 4 request timeouts of 30 s. The poll loop's own pause comes on top, never inside.
@@ -20,17 +23,38 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, retry_if_result, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ._config import RetryPolicy
 from ._errors import PortableAPIError, PortableError, is_transient
 
-__all__ = ["poll_retrying", "retry_after_of", "retry_request"]
+if TYPE_CHECKING:
+    from ._config import RetryPolicy
+
+__all__ = ["exponential_backoff", "retry_after_of", "retry_request"]
 
 logger = logging.getLogger("portable_wait")
 T = TypeVar("T")
+
+
+class _Attempt:
+    """The one field of tenacity's ``RetryCallState`` that ``wait_exponential`` reads."""
+
+    __slots__ = ("attempt_number",)
+
+    def __init__(self, attempt_number: int) -> None:
+        self.attempt_number = attempt_number
+
+
+def exponential_backoff(initial: float, multiplier: float, maximum: float, n: int) -> float:
+    """Return ``min(maximum, initial * multiplier**n)`` for n >= 0, by tenacity's ``wait_exponential``.
+
+    tenacity answers ``maximum`` where the power overflows a float, so a wait on its ten-thousandth poll
+    gets the cap, not an ``OverflowError``.
+    """
+    strategy = wait_exponential(multiplier=initial, max=maximum, exp_base=multiplier)
+    return float(strategy(cast(RetryCallState, _Attempt(max(0, n) + 1))))
 
 
 def retry_after_of(error: BaseException | None) -> float | None:
@@ -100,34 +124,3 @@ async def retry_request(
         reraise=True,
     )
     return await retrying(attempt)
-
-
-def poll_retrying(
-    *,
-    keep_polling: Callable[[T], bool],
-    ride_out: Callable[[BaseException], bool],
-    next_delay: Callable[[BaseException | None], float],
-    before_sleep: Callable[[BaseException | None, float], Awaitable[None]],
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> AsyncRetrying:
-    """Build the tenacity loop that polls until ``keep_polling`` says no.
-
-    ``ride_out`` decides whether a failed poll is retried (a transient outage) or raised. tenacity hands every
-    ``BaseException`` to it, ``CancelledError`` included, so it must answer False for anything but our own
-    transient errors: cancellation then propagates at once. ``next_delay`` and ``before_sleep`` receive the
-    failed poll's error (None after a successful one), so callers never see tenacity's own types.
-    """
-
-    def error_of(state: RetryCallState) -> BaseException | None:
-        return state.outcome.exception() if state.outcome is not None and state.outcome.failed else None
-
-    async def announce(state: RetryCallState) -> None:
-        await before_sleep(error_of(state), state.next_action.sleep if state.next_action is not None else 0.0)
-
-    return AsyncRetrying(
-        sleep=sleep,
-        retry=retry_if_result(keep_polling) | retry_if_exception(ride_out),
-        wait=lambda state: next_delay(error_of(state)),
-        before_sleep=announce,
-        reraise=True,
-    )

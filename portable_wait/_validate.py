@@ -1,11 +1,25 @@
-"""Argument checks shared by the public functions. Programmer errors are plain TypeError / ValueError."""
+"""Argument checks shared by every public entry point. Programmer errors are plain TypeError / ValueError.
+
+The one home of "a number, not a bool" (``True`` is an ``int`` to Python, never a duration to a user), of the
+seconds checks, and of the keyword-name check that turns ``timout=5`` into an error naming ``timeout``.
+"""
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 
-__all__ = ["check_timeout", "check_workflow_id", "unique_workflow_ids"]
+__all__ = [
+    "check_bool",
+    "check_int",
+    "check_keywords",
+    "check_number",
+    "check_seconds",
+    "check_timeout",
+    "check_workflow_id",
+    "unique_workflow_ids",
+]
 
 
 def check_workflow_id(workflow_id: object) -> int:
@@ -27,12 +41,53 @@ def unique_workflow_ids(workflow_ids: Iterable[object]) -> list[int]:
     return list(dict.fromkeys(check_workflow_id(w) for w in workflow_ids))
 
 
+def check_number(value: object, name: str, *, what: str = "a number") -> float:
+    """Return ``value`` as a float if it is an int or float and not a bool; raise TypeError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+    return float(value)
+
+
+def check_seconds(value: object, name: str, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as finite float seconds (> 0, or >= 0 with ``allow_zero``); raise naming ``name``."""
+    seconds = check_number(value, name, what="a number of seconds")
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+    return seconds
+
+
 def check_timeout(timeout: object, name: str = "timeout") -> float | None:
-    """Return ``timeout`` as float seconds (None stays None); raise on anything else."""
+    """Return ``timeout`` as float seconds (None and infinity mean no limit); raise on anything else."""
     if timeout is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds or None, got {type(timeout).__name__}")
-    if math.isnan(timeout) or timeout <= 0:
+    seconds = check_number(timeout, name, what="a number of seconds or None")
+    if math.isnan(seconds) or seconds <= 0:
         raise ValueError(f"{name} must be > 0 seconds (or None for no limit), got {timeout!r}")
-    return None if math.isinf(timeout) else float(timeout)
+    return None if math.isinf(seconds) else seconds
+
+
+def check_int(value: object, name: str, *, minimum: int) -> int:
+    """Return ``value`` if it is an int (not a bool) >= ``minimum``; raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_bool(value: object, name: str) -> bool:
+    """Return ``value`` if it is a bool; raise TypeError naming ``name`` (1 and "yes" are not flags)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def check_keywords(given: Mapping[str, object], accepted: Collection[str], where: str) -> None:
+    """Raise TypeError for the first keyword in ``given`` that is not ``accepted``, suggesting the closest name."""
+    for name in given:
+        if name not in accepted:
+            close = difflib.get_close_matches(name, list(accepted), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            names = ", ".join(sorted(accepted))
+            raise TypeError(f"{where}() got an unexpected keyword {name!r}{hint} (accepted: {names})")

@@ -9,21 +9,27 @@ use the async functions instead: these raise ``RuntimeError`` there rather than 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Coroutine, Iterable
 from typing import Any, Literal, TypeVar, overload
 
 from ._client import DEFAULT_BASE_URL, PortableClient
-from ._config import RetryPolicy
-from ._errors import PortableError
+from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY, RetryPolicy
 from ._fanout import wait_for_many as _wait_for_many
+from ._hub import Outcome
 from ._models import WorkflowStatus
-from ._polling import WaitOptions, wait_with_options
+from ._polling import WaitKwargs, WaitOptions
+from ._polling import wait_for_completion as _wait_for_completion
 from ._validate import check_workflow_id, unique_workflow_ids
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # pragma: no cover
+    from typing_extensions import Unpack
 
 __all__ = ["get_workflow_status", "wait_for_completion", "wait_for_many"]
 
 T = TypeVar("T")
-_DEFAULT_RETRY = RetryPolicy()
 
 
 def wait_for_completion(
@@ -31,9 +37,9 @@ def wait_for_completion(
     *,
     api_key: str | None = None,
     base_url: str = DEFAULT_BASE_URL,
-    request_timeout: float = 30.0,
-    retry: RetryPolicy = _DEFAULT_RETRY,
-    **wait_kwargs: Any,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    **wait_kwargs: Unpack[WaitKwargs],
 ) -> WorkflowStatus:
     """Block until a workflow's run is over; return its final status.
 
@@ -41,7 +47,7 @@ def wait_for_completion(
         workflow_id: A positive int.
         api_key: The API key; defaults to ``PORTABLE_API_KEY``.
         base_url: The API root. Default ``https://api.portable.io``.
-        request_timeout: Seconds one HTTP request may take (the client's ``timeout``).
+        request_timeout: Seconds one HTTP request may take (the client's ``request_timeout``).
         retry: The client's `RetryPolicy`.
         **wait_kwargs: ``timeout``, ``poll``, ``raise_on_failure``, ``after``, ``on_poll``, as for
             `portable_wait.wait_for_completion`.
@@ -51,12 +57,12 @@ def wait_for_completion(
         The errors of `portable_wait.wait_for_completion`.
     """
     wid = check_workflow_id(workflow_id)
-    options = WaitOptions.build(**wait_kwargs)
-    client = PortableClient(api_key, base_url=base_url, timeout=request_timeout, retry=retry)
+    WaitOptions.from_kwargs(wait_kwargs, "wait_for_completion")  # fail on a bad keyword here, not in the loop
+    client = PortableClient(api_key, base_url=base_url, request_timeout=request_timeout, retry=retry)
 
     async def main() -> WorkflowStatus:
         async with client:
-            return await wait_with_options(client, wid, options)
+            return await _wait_for_completion(client, wid, **wait_kwargs)
 
     return _run(main(), "wait_for_completion")
 
@@ -72,7 +78,7 @@ def wait_for_many(
     max_concurrency: int = ...,
     rate_limit: float | None = ...,
     return_exceptions: Literal[False] = False,
-    **wait_kwargs: Any,
+    **wait_kwargs: Unpack[WaitKwargs],
 ) -> dict[int, WorkflowStatus]: ...
 
 
@@ -87,8 +93,8 @@ def wait_for_many(
     max_concurrency: int = ...,
     rate_limit: float | None = ...,
     return_exceptions: Literal[True],
-    **wait_kwargs: Any,
-) -> dict[int, WorkflowStatus | PortableError]: ...
+    **wait_kwargs: Unpack[WaitKwargs],
+) -> dict[int, Outcome]: ...
 
 
 def wait_for_many(
@@ -96,13 +102,13 @@ def wait_for_many(
     *,
     api_key: str | None = None,
     base_url: str = DEFAULT_BASE_URL,
-    request_timeout: float = 30.0,
-    retry: RetryPolicy = _DEFAULT_RETRY,
-    max_concurrency: int = 10,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     rate_limit: float | None = None,
     return_exceptions: bool = False,
-    **wait_kwargs: Any,
-) -> dict[int, WorkflowStatus] | dict[int, WorkflowStatus | PortableError]:
+    **wait_kwargs: Unpack[WaitKwargs],
+) -> dict[int, WorkflowStatus] | dict[int, Outcome]:
     """Block until every workflow's run is over; return ``{workflow_id: outcome}``.
 
     Takes the client's settings (``api_key``, ``base_url``, ``request_timeout``, ``retry``,
@@ -113,22 +119,20 @@ def wait_for_many(
         ExceptionGroup: As `portable_wait.wait_for_many`, without ``return_exceptions``.
     """
     ids = unique_workflow_ids(workflow_ids)
-    WaitOptions.build(**wait_kwargs)  # fail on a bad keyword here, not inside the loop
+    WaitOptions.from_kwargs(wait_kwargs, "wait_for_many")  # fail on a bad keyword here, not inside the loop
     client = PortableClient(
         api_key,
         base_url=base_url,
-        timeout=request_timeout,
+        request_timeout=request_timeout,
         retry=retry,
         max_concurrency=max_concurrency,
         rate_limit=rate_limit,
     )
 
-    async def main() -> dict[int, WorkflowStatus] | dict[int, WorkflowStatus | PortableError]:
+    async def main() -> dict[int, WorkflowStatus] | dict[int, Outcome]:
         async with client:
             if return_exceptions:
-                mixed: dict[int, WorkflowStatus | PortableError] = await _wait_for_many(
-                    client, ids, return_exceptions=True, **wait_kwargs
-                )
+                mixed: dict[int, Outcome] = await _wait_for_many(client, ids, return_exceptions=True, **wait_kwargs)
                 return mixed
             statuses: dict[int, WorkflowStatus] = await _wait_for_many(client, ids, **wait_kwargs)
             return statuses
@@ -141,12 +145,12 @@ def get_workflow_status(
     *,
     api_key: str | None = None,
     base_url: str = DEFAULT_BASE_URL,
-    request_timeout: float = 30.0,
-    retry: RetryPolicy = _DEFAULT_RETRY,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    retry: RetryPolicy = DEFAULT_RETRY,
 ) -> WorkflowStatus:
     """Fetch a workflow's status once, blocking. Raises as `PortableClient.get_workflow_status`."""
     wid = check_workflow_id(workflow_id)
-    client = PortableClient(api_key, base_url=base_url, timeout=request_timeout, retry=retry)
+    client = PortableClient(api_key, base_url=base_url, request_timeout=request_timeout, retry=retry)
 
     async def main() -> WorkflowStatus:
         async with client:

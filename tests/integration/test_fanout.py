@@ -131,8 +131,13 @@ async def test_fanout_validates_every_id_before_any_request(
     with pytest.raises(ValueError, match="positive"):
         async for _ in as_completed(portable_client, [1, -2], poll=FAST_POLL):
             pass
-    with pytest.raises(TypeError):
-        await wait_for_many(portable_client, [1], poll=FAST_POLL, bogus=True)
+    with pytest.raises(TypeError, match=r"unexpected keyword 'bogus'.*accepted: after, on_poll"):
+        await wait_for_many(portable_client, [1], poll=FAST_POLL, bogus=True)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=r"unexpected keyword 'timout'; did you mean 'timeout'\?"):
+        await wait_for_many(portable_client, [1], timout=5)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=r"as_completed\(\) got an unexpected keyword 'raise_on_failur'"):
+        async for _ in as_completed(portable_client, [1], raise_on_failur=False):  # type: ignore[call-arg]
+            pass
     assert fake_portable.requests == []
 
 
@@ -149,13 +154,15 @@ async def test_fanout_early_exit_cancels_the_rest(fake_portable: FakePortable, p
         async for wid, _ in results:
             assert wid == 1
             break
-    await asyncio.sleep(0)
+    sent = portable_client.request_count
+    await asyncio.sleep(0.05)  # requests cancelled in flight may still reach the server's log
     count = len(fake_portable.requests)
     await asyncio.sleep(0.2)
     assert len(fake_portable.requests) == count  # nobody polls any more
-    # The fake server's connection tasks live on; the scheduler's dispatcher and workers must not.
-    ours = [t for t in asyncio.all_tasks() if "_Scheduler" in getattr(t.get_coro(), "__qualname__", "")]
-    assert ours == []
+    assert portable_client.request_count == sent
+    # The hub (the client's, which lives on) keeps no stream and no request for the abandoned waits.
+    assert portable_client._wait_hub().streams() == {}
+    assert portable_client._in_flight == 0
 
 
 async def test_fanout_cancelling_the_consumer_cancels_waiters(

@@ -64,7 +64,7 @@ async def chaos_soak(count: int, outage_at: float, outage_for: float) -> None:
         fake.add_fault("500", rate=0.04)
         fake.add_fault("502", rate=0.03)
         fake.add_fault("503", rate=0.03)
-        async with fake.client(retry=SOAK_RETRY, max_concurrency=20, timeout=5) as client:
+        async with fake.client(retry=SOAK_RETRY, max_concurrency=20, request_timeout=5) as client:
             results = await wait_for_many(client, expected, return_exceptions=True, poll=SOAK_POLL, timeout=60)
         faults = {r.fault for r in fake.requests}
     assert {"503", "drop", "truncated", "slow", "500", "502"} <= faults

@@ -70,8 +70,10 @@ def test_sync_validates_before_anything(monkeypatch: pytest.MonkeyPatch) -> None
         pw_sync.wait_for_completion(1)
     with pytest.raises(TypeError):
         pw_sync.wait_for_completion("1", api_key="k")  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        pw_sync.wait_for_many([1], api_key="k", nonsense=1)
+    with pytest.raises(TypeError, match="unexpected keyword 'nonsense'"):
+        pw_sync.wait_for_many([1], api_key="k", nonsense=1)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="did you mean 'timeout'"):
+        pw_sync.wait_for_completion(1, api_key="k", timout=1)  # type: ignore[call-arg]
 
 
 async def test_sync_refuses_to_run_inside_an_event_loop() -> None:

@@ -112,9 +112,18 @@ async def test_client_retries_transport_failures_and_raises_transport_error(
 
 async def test_client_timeout_message_names_the_timeout(mocked: aioresponses) -> None:
     mocked.get(URL, exception=asyncio.TimeoutError(), repeat=True)
-    async with PortableClient(KEY, timeout=2.5, retry=RetryPolicy(attempts=1)) as c:
+    async with PortableClient(KEY, request_timeout=2.5, retry=RetryPolicy(attempts=1)) as c:
         with pytest.raises(TransportError, match=r"timed out after 2\.5 s"):
             await c.get_workflow_status(7)
+
+
+def test_client_timeout_keyword_is_deprecated_for_request_timeout() -> None:
+    with pytest.warns(DeprecationWarning, match=r"timeout=.*request_timeout="):
+        client = PortableClient(KEY, timeout=2.5)
+    assert client.request_timeout == 2.5
+    assert PortableClient(KEY).request_timeout == 30.0
+    with pytest.raises(TypeError, match="request_timeout= only"):
+        PortableClient(KEY, timeout=2.5, request_timeout=3.0)
 
 
 @pytest.mark.parametrize("body", ["<html>502 Bad Gateway</html>", '{"id": 7, "lifecy', ""])
@@ -251,8 +260,10 @@ def test_client_accepts_https_and_loopback_http(url: str) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [
-        ({"timeout": 0}, ValueError),
-        ({"timeout": "30"}, TypeError),
+        ({"request_timeout": 0}, ValueError),
+        ({"request_timeout": "30"}, TypeError),
+        ({"request_timeout": True}, TypeError),
+        ({"max_concurrency": True}, TypeError),
         ({"max_concurrency": 0}, ValueError),
         ({"max_concurrency": 2.5}, TypeError),
         ({"retry": 3}, TypeError),

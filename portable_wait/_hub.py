@@ -1,0 +1,498 @@
+"""The wait hub: one driver for every wait of a `PortableClient`, one poll stream per workflow.
+
+Every wait (`wait_for_completion`, `wait_for_many`, `as_completed`, Airflow's poke mode through `poll_round`)
+enrolls a *waiter* here: a `WaitState` (its own deadline, ``after``, ``raise_on_failure``, ``on_poll``) and where
+its outcome goes (a future, or a fan-out's queue). Waiters on the same workflow ID share one *stream*: one
+request serves them all, and each judges the answer by its own rules.
+
+How it runs::
+
+    _polls      heap of (due, seq, stream)      the next poll of every stream
+    _deadlines  heap of (deadline, seq, waiter) fired by one loop timer, even mid-request
+    workers     max_concurrency tasks            take the earliest due stream, poll it, judge, reschedule
+
+* A stream polls on the schedule of its most eager waiter: after each answer, every waiter still waiting
+  gives its own next pause (`WaitState.poll_delay`: its policy, its poll count, Retry-After) and the stream
+  is due after the shortest.
+* A waiter joining a stream is served by the stream's next request: at once if the stream is idle. If a
+  request is in flight, its answer serves the joiner only when that cannot break ``after``
+  (`WaitState.trusts_stale`); otherwise the stream polls again right after it.
+* A waiter leaving (cancelled, timed out, resolved) never disturbs the others; when a stream loses its last
+  waiter it is dropped, and its request in flight is cancelled.
+* Memory: a waiter is a slotted `WaitState` plus its future, a stream a slotted object with the last answer
+  kept as compact JSON (for ``WaitTimeoutError.last_status``, parsed only when asked). No parsed status is
+  kept. Fan-out enrolls ``ENROLL_CHUNK`` waiters at a time and yields to the loop in between, and expiring
+  deadlines is done ``EXPIRE_CHUNK`` at a time, so 100,000 waits do not stall the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._errors import PortableError, WorkflowFailedError
+from ._models import WorkflowStatus
+from ._polling import WaitOptions, WaitState
+from ._validate import unique_workflow_ids
+
+if TYPE_CHECKING:
+    from ._client import PortableClient
+
+__all__ = ["ENROLL_CHUNK", "EXPIRE_CHUNK", "Outcome", "WaitHub", "poll_round"]
+
+logger = logging.getLogger("portable_wait")
+
+Outcome = WorkflowStatus | PortableError
+"""How one workflow's wait ended: its final status, or the error that ended it."""
+
+Deliver = Callable[[int, "Outcome | BaseException | None"], None]
+
+ENROLL_CHUNK = 1000
+"""Waiters a fan-out enrolls before it yields to the event loop."""
+
+EXPIRE_CHUNK = 500
+"""Deadlines expired in one go before the event loop gets a turn."""
+
+WORKER_NAME = "portable_wait.hub.worker"
+
+
+class _Waiter(WaitState):
+    """A wait enrolled in the hub: its state, and where its outcome goes (None once delivered).
+
+    ``joined`` is when it joined its stream, until an answer serves it: then it is that request's send time,
+    so "an answer to a request sent after ``joined``" means "not yet served" for every waiter.
+    """
+
+    __slots__ = ("joined", "sink")
+    one_round = False
+
+    sink: asyncio.Future[Any] | Deliver | None
+
+    def __init__(self, wid: int, options: WaitOptions, now: float) -> None:
+        super().__init__(wid, options, now)
+        self.joined = now
+
+
+class _RoundWaiter(_Waiter):
+    """A waiter for one answer only (`poll_round`): delivers None instead of polling again."""
+
+    __slots__ = ()
+    one_round = True
+
+
+class _Stream:
+    """The polls of one workflow, shared by every waiter on it."""
+
+    __slots__ = ("body", "busy", "due", "waiters", "wid", "worker")
+
+    def __init__(self, wid: int) -> None:
+        self.wid = wid
+        self.waiters: list[_Waiter] = []
+        self.due: float | None = None  # when the next poll is due; None while taken or dropped
+        self.busy = False  # taken by a worker: its request is in flight or its answer being judged
+        self.worker: asyncio.Task[None] | None = None  # the worker awaiting this stream's request
+        self.body: str | None = None  # the last status answered, as compact JSON
+
+    def __repr__(self) -> str:
+        return f"<stream workflow={self.wid} waiters={len(self.waiters)} due={self.due} busy={self.busy}>"
+
+
+class WaitHub:
+    """Runs every wait of one client. Created by the client on first use; closed by `PortableClient.aclose`."""
+
+    def __init__(self, client: PortableClient) -> None:
+        self._client = client
+        self._loop = asyncio.get_running_loop()
+        self._cap = client.retry.retry_after_cap
+        self._streams: dict[int, _Stream] = {}
+        self._polls: list[tuple[float, int, _Stream]] = []
+        self._deadlines: list[tuple[float, int, _Waiter]] = []
+        self._stale_deadlines = 0
+        self._seq = itertools.count()
+        self._idle: deque[asyncio.Future[None]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._closed = False
+        self._workers = [
+            self._loop.create_task(self._work(), name=f"{WORKER_NAME}-{i}") for i in range(client.max_concurrency)
+        ]
+
+    def __repr__(self) -> str:
+        waiters = sum(len(s.waiters) for s in self._streams.values())
+        busy = sum(s.busy for s in self._streams.values())
+        return f"<WaitHub streams={len(self._streams)} waiters={waiters} busy={busy} closed={self._closed}>"
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop this hub (and its client's session) runs in."""
+        return self._loop
+
+    def streams(self) -> dict[int, int]:
+        """Return ``{workflow_id: waiters}`` for every live stream (for tests and debugging)."""
+        return {wid: len(s.waiters) for wid, s in self._streams.items()}
+
+    # -- enrolling and leaving --------------------------------------------------------------------------------
+
+    def enroll(self, wid: int, options: WaitOptions) -> tuple[_Waiter, asyncio.Future[WorkflowStatus]]:
+        """Enroll one wait; its future gets the final status or the error that ended the wait."""
+        self._check_open()
+        future: asyncio.Future[WorkflowStatus] = self._loop.create_future()
+        waiter = _Waiter(wid, options, self._loop.time())
+        waiter.sink = future
+        self._join(waiter)
+        return waiter, future
+
+    async def enroll_many(
+        self, ids: Iterable[int], options: WaitOptions, deliver: Deliver, waiters: list[_Waiter]
+    ) -> None:
+        """Enroll a wait per ID, ``ENROLL_CHUNK`` at a time, yielding to the loop in between.
+
+        Each outcome is passed to ``deliver(workflow_id, outcome)`` as it comes. The waiters are appended to
+        ``waiters`` as they are enrolled, for `leave_all`: the caller must call it if it stops early, including
+        when this call is cancelled half-way.
+        """
+        now = self._loop.time()
+        for n, wid in enumerate(ids):
+            if n and n % ENROLL_CHUNK == 0:
+                await asyncio.sleep(0)
+                now = self._loop.time()
+            self._check_open()
+            waiter = _Waiter(wid, options, now)
+            waiter.sink = deliver
+            waiters.append(waiter)
+            self._join(waiter)
+
+    def leave(self, waiter: _Waiter) -> None:
+        """Withdraw a wait (its caller was cancelled or stopped early); the stream's other waiters go on."""
+        if waiter.sink is None:
+            return
+        waiter.sink = None
+        self._detach(waiter)
+
+    async def leave_all(self, waiters: list[_Waiter]) -> None:
+        """Withdraw many waits, ``ENROLL_CHUNK`` at a time."""
+        for n, waiter in enumerate(waiters):
+            if n and n % ENROLL_CHUNK == 0:
+                await asyncio.sleep(0)
+            self.leave(waiter)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this PortableClient is closed; create a new one")
+
+    def _join(self, waiter: _Waiter) -> None:
+        stream = self._streams.get(waiter.wid)
+        if stream is None:
+            stream = self._streams[waiter.wid] = _Stream(waiter.wid)
+        stream.waiters.append(waiter)
+        if waiter.deadline is not None:
+            heapq.heappush(self._deadlines, (waiter.deadline, next(self._seq), waiter))
+            if waiter.deadline < self._timer_at:
+                self._arm()
+        # A busy stream serves its joiners when its answer comes (or polls again at once); an idle one polls now.
+        if not stream.busy and (stream.due is None or stream.due > waiter.joined):
+            self._schedule(stream, waiter.joined)
+
+    def _detach(self, waiter: _Waiter) -> None:
+        if waiter.deadline is not None:
+            self._stale_deadlines += 1
+            if self._stale_deadlines > 1000 and self._stale_deadlines > len(self._deadlines) // 2:
+                # Cancelled waits with far deadlines would otherwise stay referenced until those deadlines.
+                self._deadlines = [entry for entry in self._deadlines if entry[2].sink is not None]
+                heapq.heapify(self._deadlines)
+                self._stale_deadlines = 0
+        stream = self._streams.get(waiter.wid)
+        if stream is None:
+            return
+        try:
+            stream.waiters.remove(waiter)
+        except ValueError:
+            return
+        if not stream.waiters:
+            del self._streams[stream.wid]
+            stream.due = None
+            if stream.worker is not None:  # nobody wants the answer any more
+                stream.worker.cancel()
+
+    def _resolve(self, waiter: _Waiter, outcome: Outcome | BaseException | None) -> None:
+        sink = waiter.sink
+        if sink is None:
+            return
+        waiter.sink = None
+        self._detach(waiter)
+        if isinstance(sink, asyncio.Future):
+            if sink.done():
+                return
+            if isinstance(outcome, BaseException):
+                sink.set_exception(outcome)
+            else:
+                sink.set_result(outcome)
+        else:
+            sink(waiter.wid, outcome)
+
+    # -- timing ---------------------------------------------------------------------------------------------
+
+    def _schedule(self, stream: _Stream, due: float) -> None:
+        stream.due = due
+        heapq.heappush(self._polls, (due, next(self._seq), stream))
+        if self._idle:
+            if due <= self._loop.time():
+                self._wake_one()
+            elif due < self._timer_at:
+                self._arm()
+
+    def _arm(self) -> None:
+        at = self._deadlines[0][0] if self._deadlines else math.inf
+        if self._idle and self._polls:
+            at = min(at, self._polls[0][0])
+        if at < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(at, self._tick)
+            self._timer_at = at
+
+    def _tick(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        now = self._loop.time()
+        deadlines, expired = self._deadlines, 0
+        while deadlines and deadlines[0][0] <= now and expired < EXPIRE_CHUNK:
+            waiter = heapq.heappop(deadlines)[2]
+            if waiter.sink is not None:
+                self._expire(waiter)
+                expired += 1
+        if self._polls and self._polls[0][0] <= now:
+            self._wake_one()
+        self._arm()
+
+    def _wake_one(self) -> None:
+        idle = self._idle
+        while idle:
+            parked = idle.popleft()
+            if not parked.done():
+                parked.set_result(None)
+                return
+
+    def _expire(self, waiter: _Waiter) -> None:
+        last = None
+        stream = self._streams.get(waiter.wid)
+        if waiter.polls and stream is not None and stream.body is not None:
+            last = WorkflowStatus.model_validate_json(stream.body)
+        self._resolve(waiter, waiter.timed_out(last))
+
+    # -- polling --------------------------------------------------------------------------------------------
+
+    def _take(self) -> _Stream | None:
+        polls, streams = self._polls, self._streams
+        now = self._loop.time()
+        while polls and polls[0][0] <= now:
+            due, _, stream = heapq.heappop(polls)
+            if stream.due == due and streams.get(stream.wid) is stream:
+                stream.due = None
+                stream.busy = True
+                return stream
+        return None
+
+    async def _work(self) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        while True:
+            stream = self._take()
+            if stream is None:
+                parked: asyncio.Future[None] = self._loop.create_future()
+                self._idle.append(parked)
+                self._arm()
+                await parked
+                continue
+            if self._idle and self._polls and self._polls[0][0] <= self._loop.time():
+                self._wake_one()  # more is due: hand it to another worker rather than wait for this poll
+            try:
+                await self._poll(stream, me)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # a bug, or the client closed under us: surface it in every waiter
+                for waiter in list(stream.waiters):
+                    self._resolve(waiter, error)
+            finally:
+                stream.busy = False
+
+    async def _poll(self, stream: _Stream, me: asyncio.Task[None]) -> None:
+        sent = self._loop.time()
+        stream.worker = me
+        try:
+            status = await self._client.get_workflow_status(stream.wid)
+        except PortableError as error:
+            stream.worker = None
+            if self._streams.get(stream.wid) is stream:
+                await self._answer(stream, sent, None, error)
+            return
+        except asyncio.CancelledError:
+            stream.worker = None
+            if self._closed or self._streams.get(stream.wid) is stream:
+                raise
+            # The stream lost its last waiter mid-request (see _detach): this worker goes on with the next.
+            uncancel = getattr(me, "uncancel", None)
+            if uncancel is not None:
+                uncancel()
+            return
+        finally:
+            stream.worker = None
+        if self._streams.get(stream.wid) is stream:
+            await self._answer(stream, sent, status, None)
+
+    async def _answer(
+        self, stream: _Stream, sent: float, status: WorkflowStatus | None, error: PortableError | None
+    ) -> None:
+        now = self._loop.time()
+        if status is not None:
+            stream.body = status.model_dump_json(by_alias=True)
+        shortest = math.inf
+        for waiter in list(stream.waiters):  # a copy: waiters leave as they finish
+            if waiter.sink is None:
+                continue
+            if status is not None and waiter.joined > sent and not waiter.trusts_stale(status):
+                continue  # joined after this request left; polled again below
+            waiter.joined = min(waiter.joined, sent)
+            delay = await self._judge(waiter, status, error, now)
+            if delay is not None and delay < shortest:
+                shortest = delay
+        stream.busy = False
+        if self._streams.get(stream.wid) is not stream:
+            return
+        # Waiters not served yet (joined mid-request, or while hooks ran) want their first poll now.
+        due = now if any(w.joined > sent for w in stream.waiters) else now + shortest
+        if stream.due is None or due < stream.due:
+            self._schedule(stream, due)
+
+    async def _judge(
+        self, waiter: _Waiter, status: WorkflowStatus | None, error: PortableError | None, now: float
+    ) -> float | None:
+        """Apply one answer to one waiter; return its next pause, or None if its wait is over."""
+        waiter.polls += 1
+        hook = waiter.options.on_poll is not None
+        if status is None:
+            assert error is not None
+            waiter.on_error(now)
+            if waiter.ride_out(error, now):
+                delay = waiter.poll_delay(error, self._cap)
+                waiter.log_failed_poll(error, delay)
+                if hook:
+                    await waiter.emit(now, None, waiter.clip(delay, now), error)
+                return self._going_on(waiter, delay)
+            if hook:
+                await waiter.emit(now, None, None, error)
+            self._resolve(waiter, error)
+            return None
+        waiter.on_status(status)
+        if waiter.keep_polling(status):
+            delay = waiter.poll_delay(None, self._cap)
+            if hook:
+                await waiter.emit(now, status, waiter.clip(delay, now))
+            return self._going_on(waiter, delay)
+        if hook:
+            await waiter.emit(now, status, None)
+        try:
+            outcome: Outcome = waiter.outcome(status)
+        except WorkflowFailedError as failed:
+            outcome = failed
+        self._resolve(waiter, outcome)
+        return None
+
+    def _going_on(self, waiter: _Waiter, delay: float) -> float | None:
+        if waiter.sink is None:  # its deadline passed while its hook ran
+            return None
+        if waiter.one_round:
+            self._resolve(waiter, None)
+            return None
+        return delay
+
+    # -- closing --------------------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop every worker; waits still running fail with RuntimeError (the client is closing)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        for stream in list(self._streams.values()):
+            for waiter in list(stream.waiters):
+                self._resolve(
+                    waiter, RuntimeError(f"the PortableClient was closed while waiting on workflow {waiter.wid}")
+                )
+        self._streams.clear()
+        self._polls.clear()
+        self._deadlines.clear()
+
+
+async def poll_round(client: PortableClient, states: Mapping[int, WaitState]) -> dict[int, Outcome | None]:
+    """Poll every workflow of ``states`` once through the client's hub; judge each answer by its state.
+
+    The building block of a wait that does not stay in memory between polls (Airflow's poke and reschedule
+    modes): keep the states between calls (in memory, or as `WaitState.snapshot` dicts restored with
+    `WaitState.restore` in another process), and call this once per poke. Each state is updated in place
+    (``polls``, ``seen_active``, ``failing_since``), so ``after`` and the outage tolerance hold across calls.
+    The polls share the hub's streams: a workflow that other waits of this client are polling is not polled
+    twice.
+
+    Args:
+        client: An open `PortableClient`.
+        states: ``{workflow_id: WaitState}``, each built with the wait's options (``WaitOptions.build``).
+
+    Returns:
+        ``{workflow_id: outcome}`` in the order of ``states``: the final `WorkflowStatus`, the `PortableError`
+        that ended the wait (`WorkflowFailedError` with ``raise_on_failure``, `WaitTimeoutError` past the
+        state's deadline, a permanent error, or an outage longer than ``outage_tolerance``), or None while
+        the workflow is still to be waited on (running, or a failure being ridden out).
+
+    Raises:
+        TypeError, ValueError: A bad ID, or a state whose ``wid`` is not its key.
+    """
+    ids = unique_workflow_ids(states)
+    for wid in ids:
+        if not isinstance(states[wid], WaitState) or states[wid].wid != wid:
+            raise ValueError(f"states[{wid}] must be a WaitState for workflow {wid}")
+    hub = client._wait_hub()
+    results: dict[int, Outcome | None] = {}
+    pending: dict[int, asyncio.Future[Any]] = {}
+    waiters: dict[int, _RoundWaiter] = {}
+    for wid in ids:
+        state = states[wid]
+        if state.deadline is not None and hub.loop.time() >= state.deadline:
+            results[wid] = state.timed_out(None)
+            continue
+        waiter = _RoundWaiter(wid, state.options, hub.loop.time())
+        _copy_state(state, waiter)
+        future: asyncio.Future[Any] = hub.loop.create_future()
+        waiter.sink = future
+        waiters[wid] = waiter
+        pending[wid] = future
+        hub._join(waiter)
+    try:
+        for wid, future in pending.items():
+            try:
+                results[wid] = await future
+            except PortableError as error:
+                results[wid] = error
+    finally:
+        for waiter in waiters.values():
+            hub.leave(waiter)
+            _copy_state(waiter, states[waiter.wid])
+    return {wid: results[wid] for wid in ids}
+
+
+def _copy_state(source: WaitState, target: WaitState) -> None:
+    target.started = source.started
+    target.deadline = source.deadline
+    target.seen_active = source.seen_active
+    target.failing_since = source.failing_since
+    target.polls = source.polls
