@@ -32,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without Airflow
 
 from ._airflow_provider import get_provider_info
 from ._client import DEFAULT_BASE_URL, PortableClient
-from ._config import PollPolicy
+from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_POLL, PollPolicy
 from ._errors import PortableError
 from ._fanout import wait_for_many
 from ._models import WorkflowStatus
@@ -143,14 +143,14 @@ class PortableWorkflowTrigger(BaseTrigger):
         deadline: float | None = None,
         after: str | None = None,
         poll: dict[str, float] | None = None,
-        max_concurrency: int = 10,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # Airflow leaves it unannotated
         self.workflow_ids = unique_workflow_ids(workflow_ids)
         self.portable_conn_id = portable_conn_id
         self.deadline = deadline
         self.after = after
-        self.poll = dict(poll) if poll is not None else _poll_to_dict(PollPolicy())
+        self.poll = dict(poll) if poll is not None else _poll_to_dict(DEFAULT_POLL)
         self.max_concurrency = max_concurrency
         PollPolicy(**self.poll)  # fail at construction, not in the triggerer
         _parse_after(after)
@@ -239,7 +239,7 @@ class PortableWorkflowSensor(BaseSensorOperator):
         after: datetime | str | None = None,
         deferrable: bool = True,
         poll: PollPolicy | None = None,
-        max_concurrency: int = 10,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", 30)
@@ -248,7 +248,7 @@ class PortableWorkflowSensor(BaseSensorOperator):
         self.portable_conn_id = portable_conn_id
         self.after = after
         self.deferrable = deferrable
-        self.poll = poll or PollPolicy()
+        self.poll = poll or DEFAULT_POLL
         self.max_concurrency = max_concurrency
         self._seen_active: set[int] = set()
 

@@ -39,12 +39,13 @@ from rich.table import Table
 from rich.text import Text
 
 from ._client import API_KEY_ENV, DEFAULT_BASE_URL, PortableClient
-from ._config import PollPolicy
+from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_POLL, PollPolicy
 from ._errors import PortableError, WorkflowFailedError
 from ._fanout import as_completed
 from ._models import WorkflowStatus
 from ._polling import PollEvent
 from ._report import outcome_name, outcome_status, outcome_to_json
+from ._validate import check_seconds
 from ._version import __version__
 
 __all__ = ["main"]
@@ -95,12 +96,9 @@ def _positive_id(text: str) -> int:
 
 def _seconds(text: str) -> float:
     try:
-        value = float(text)
+        return check_seconds(float(text), "a duration")
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -120,15 +118,26 @@ def _parser() -> argparse.ArgumentParser:
 
     api = argparse.ArgumentParser(add_help=False)
     api.add_argument("--base-url", default=os.environ.get("PORTABLE_BASE_URL", DEFAULT_BASE_URL))
-    api.add_argument("--max-concurrency", type=int, default=10, help="requests in flight at once (default 10)")
+    api.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=DEFAULT_MAX_CONCURRENCY,
+        help=f"requests in flight at once (default {DEFAULT_MAX_CONCURRENCY})",
+    )
     api.add_argument("--rate-limit", type=float, default=None, help="requests per second at most")
 
     waiting = argparse.ArgumentParser(add_help=False)
     waiting.add_argument("--timeout", type=_seconds, default=None, help="seconds to wait for each workflow")
     waiting.add_argument("--after", default=None, help="ISO time the runs were triggered, or 'now'")
-    waiting.add_argument("--poll-initial", type=_seconds, default=None, help="first poll interval (default 2)")
-    waiting.add_argument("--poll-max", type=_seconds, default=None, help="longest poll interval (default 30)")
-    waiting.add_argument("--poll-multiplier", type=float, default=None, help="interval growth (default 1.5)")
+    waiting.add_argument(
+        "--poll-initial", type=_seconds, default=None, help=f"first poll interval (default {DEFAULT_POLL.initial:g})"
+    )
+    waiting.add_argument(
+        "--poll-max", type=_seconds, default=None, help=f"longest poll interval (default {DEFAULT_POLL.maximum:g})"
+    )
+    waiting.add_argument(
+        "--poll-multiplier", type=float, default=None, help=f"interval growth (default {DEFAULT_POLL.multiplier:g})"
+    )
     waiting.add_argument("--outage-tolerance", type=float, default=None, help="seconds of failures to ride out")
 
     wait = sub.add_parser("wait", parents=[common, api, waiting], help="wait for workflows to finish")
@@ -158,7 +167,7 @@ def _make_client(args: argparse.Namespace) -> PortableClient:
 
 
 def _poll_policy(args: argparse.Namespace) -> PollPolicy:
-    defaults = PollPolicy()
+    defaults = DEFAULT_POLL
     try:
         return PollPolicy(
             initial=args.poll_initial or defaults.initial,

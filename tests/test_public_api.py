@@ -24,6 +24,7 @@ CONTRACT = {
     "WorkflowFailedError",
     "WaitTimeoutError",
     "PollEvent",
+    "Outcome",
 }
 
 
@@ -56,3 +57,7 @@ def test_public_api_ships_py_typed() -> None:
     from importlib.resources import files
 
     assert files("portable_wait").joinpath("py.typed").is_file()
+
+
+def test_public_api_outcome_alias() -> None:
+    assert portable_wait.Outcome == portable_wait.WorkflowStatus | portable_wait.PortableError

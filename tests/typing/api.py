@@ -9,6 +9,7 @@ import portable_wait
 from portable_wait import (
     Disposition,
     Lifecycle,
+    Outcome,
     PollEvent,
     PollPolicy,
     PortableClient,
@@ -43,6 +44,11 @@ async def usage() -> None:
         await wait_for_completion(client, 1, on_poll=ahook, raise_on_failure=False)
         statuses: dict[int, WorkflowStatus] = await wait_for_many(client, [1, 2])
         mixed: dict[int, WorkflowStatus | PortableError] = await wait_for_many(client, [1, 2], return_exceptions=True)
+        outcomes: dict[int, Outcome] = await wait_for_many(client, [1], return_exceptions=True, after=None)
+        # The wait keywords are declared once (WaitKwargs): a typo is a type error (warn_unused_ignores proves it).
+        await wait_for_many(client, [1], timout=5)  # type: ignore[call-overload]
+        async for _, either in as_completed(client, [1], poll=PollPolicy(), raise_on_failure=False):
+            print(either, outcomes)
         async with contextlib.aclosing(as_completed(client, [1, 2], timeout=5)) as results:
             async for wid, outcome in results:
                 ident: int = wid
@@ -58,5 +64,6 @@ async def usage() -> None:
 def blocking() -> None:
     status: WorkflowStatus = sync.wait_for_completion(1, api_key="k", timeout=10)
     many: dict[int, WorkflowStatus] = sync.wait_for_many([1, 2])
+    sync.wait_for_completion(1, timout=10)  # type: ignore[call-arg]
     mixed: dict[int, WorkflowStatus | PortableError] = sync.wait_for_many([1], return_exceptions=True)
     print(status, many, mixed)
