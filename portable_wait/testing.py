@@ -473,7 +473,7 @@ class FakePortable:
             rate: Probability of firing on each request that matches the rest.
             between: Seconds since the server started: fire only in ``[start, end)`` (an outage).
             times: Fire at most this many times.
-            retry_after: The ``Retry-After`` of a 429: seconds, or an HTTP date string.
+            retry_after: The ``Retry-After`` of a 429 or 5xx: seconds, or an HTTP date string.
             delay: Seconds a "slow" answer takes.
         """
         if kind not in FAULT_KINDS:
@@ -564,7 +564,8 @@ class FakePortable:
             return _json(429, {"message": "Too Many Requests"}, headers)
         if kind in ("500", "502", "503", "504"):
             log(int(kind), kind)
-            return _json(int(kind), {"message": "upstream unavailable"})
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            return _json(int(kind), {"message": "upstream unavailable"}, headers)
         if kind == "html":
             log(200, kind)
             page = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
