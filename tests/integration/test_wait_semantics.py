@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -39,7 +39,7 @@ from portable_wait import (
 )
 from portable_wait.testing import FAST_POLL, FakePortable
 
-Wait = Callable[..., Awaitable[WorkflowStatus]]
+Wait = Callable[..., Coroutine[Any, Any, WorkflowStatus]]
 
 
 async def via_wait_for_completion(client: PortableClient, wid: int, **kwargs: Any) -> WorkflowStatus:
