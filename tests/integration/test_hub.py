@@ -1,0 +1,216 @@
+"""The hub's coalescing: waits on one workflow through one client share one poll stream, each judged by its own
+rules (``after``, deadline, ``raise_on_failure``, ``on_poll``), and leaving it never disturbs the others."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from portable_wait import (
+    Disposition,
+    PollEvent,
+    PollPolicy,
+    PortableClient,
+    WaitTimeoutError,
+    WorkflowFailedError,
+    WorkflowStatus,
+    as_completed,
+    wait_for_completion,
+    wait_for_many,
+)
+from portable_wait.testing import FAST_POLL, FakePortable
+
+STEADY = PollPolicy(initial=0.05, maximum=0.05, multiplier=1, jitter=0)
+SKEWED = "2000-01-01T00:00:00Z"
+
+
+async def test_hub_1000_tasks_on_one_workflow_send_one_waiters_requests(
+    fake_portable: FakePortable, portable_client: PortableClient
+) -> None:
+    fake_portable.add_workflow(1, running=0.5)
+    fake_portable.add_workflow(2, running=0.5)  # the reference: one waiter alone on its own stream
+    alone = asyncio.create_task(wait_for_completion(portable_client, 2, poll=STEADY))
+    crowd = [asyncio.create_task(wait_for_completion(portable_client, 1, poll=STEADY)) for _ in range(1000)]
+    statuses = await asyncio.gather(*crowd)
+    await alone
+    assert all(s.disposition is Disposition.SUCCEEDED for s in statuses)
+    one, many = len(fake_portable.requests_for(2)), len(fake_portable.requests_for(1))
+    assert one >= 5
+    assert abs(many - one) <= 1, (many, one)
+    assert portable_client._wait_hub().streams() == {}
+
+
+async def test_hub_waiters_with_different_after_share_a_stream(
+    fake_portable: FakePortable, portable_client: PortableClient
+) -> None:
+    fake_portable.add_workflow(5, start=False, previous="SUCCEEDED")
+    triggered = datetime.now(timezone.utc)
+    patient = asyncio.create_task(wait_for_completion(portable_client, 5, poll=FAST_POLL, after=triggered))
+    # The same first answer (the previous run's result) is final for a waiter without after=...
+    stale = await wait_for_completion(portable_client, 5, poll=FAST_POLL)
+    assert stale.disposition is Disposition.SUCCEEDED
+    assert len(fake_portable.requests_for(5)) == 1
+    # ...and not for the one with it, which goes on polling until the new run is over.
+    assert not patient.done()
+    await asyncio.sleep(0.1)
+    fake_portable.trigger(5, running=0.1, outcome="FAILED", errors=["new run failed"])
+    with pytest.raises(WorkflowFailedError, match="new run failed"):
+        await patient
+
+
+async def test_hub_waiters_with_different_raise_on_failure_judge_one_answer(
+    fake_portable: FakePortable, portable_client: PortableClient
+) -> None:
+    fake_portable.add_workflow(6, running=0.1, outcome="FAILED", errors=["boom"])
+    raising = asyncio.create_task(wait_for_completion(portable_client, 6, poll=STEADY))
+    returning = asyncio.create_task(wait_for_completion(portable_client, 6, poll=STEADY, raise_on_failure=False))
+    status = await returning
+    assert status.disposition is Disposition.FAILED
+    with pytest.raises(WorkflowFailedError):
+        await raising
+    seen = [r.lifecycle for r in fake_portable.requests_for(6)]
+    assert seen.count("NOT_RUNNING") == 1  # one final answer served both
+
+
+async def test_hub_one_waiters_deadline_does_not_disturb_the_other(
+    fake_portable: FakePortable, portable_client: PortableClient
+) -> None:
+    fake_portable.add_workflow(7, running=0.4)
+    short = asyncio.create_task(wait_for_completion(portable_client, 7, poll=STEADY, timeout=0.15))
+    long = asyncio.create_task(wait_for_completion(portable_client, 7, poll=STEADY))
+    with pytest.raises(WaitTimeoutError) as info:
+        await short
+    assert info.value.last_status is not None
+    assert not long.done()
+    assert portable_client._wait_hub().streams() == {7: 1}
+    assert (await long).disposition is Disposition.SUCCEEDED
+
+
+async def test_hub_cancelling_one_waiter_mid_request_keeps_the_request_for_the_other(
+    fake_portable: FakePortable, portable_client: PortableClient
+) -> None:
+    fake_portable.add_workflow(8, script=[{"lifecycle": "NOT_RUNNING", "disposition": "SUCCEEDED"}])
+    fake_portable.add_fault("slow", delay=0.3, times=1)
+    kept = asyncio.create_task(wait_for_completion(portable_client, 8, poll=FAST_POLL))
+    dropped = asyncio.create_task(wait_for_completion(portable_client, 8, poll=FAST_POLL))
+    while fake_portable.in_flight == 0:
+        await asyncio.sleep(0.01)
+    dropped.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await dropped
+    assert (await kept).disposition is Disposition.SUCCEEDED
+    assert len(fake_portable.requests_for(8)) == 1  # the request in flight was not cancelled, nor repeated
+
+
+async def test_hub_cancelling_every_waiter_mid_request_cancels_it(
+    fake_portable: FakePortable, portable_client: PortableClient
+) -> None:
+    fake_portable.add_workflow(9, running=60)
+    fake_portable.add_fault("slow", delay=30)
+    tasks = [asyncio.create_task(wait_for_completion(portable_client, 9, poll=FAST_POLL)) for _ in range(3)]
+    while fake_portable.in_flight == 0:
+        await asyncio.sleep(0.01)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.sleep(0.02)
+    assert portable_client._in_flight == 0
+    assert portable_client._wait_hub().streams() == {}
+
+
+async def test_hub_stream_polls_on_its_most_eager_waiters_schedule(
+    fake_portable: FakePortable, portable_client: PortableClient
+) -> None:
+    fake_portable.add_workflow(10, running=60)
+    slow_events: list[PollEvent] = []
+    slow = asyncio.create_task(
+        wait_for_completion(portable_client, 10, poll=PollPolicy(initial=10, maximum=10), on_poll=slow_events.append)
+    )
+    await asyncio.sleep(0.05)
+    assert len(fake_portable.requests_for(10)) == 1
+    with pytest.raises(WaitTimeoutError):
+        await wait_for_completion(portable_client, 10, poll=STEADY, timeout=0.5)
+    eager = len(fake_portable.requests_for(10))
+    assert eager >= 6  # every 50 ms while the eager waiter was there (the slow one alone: every 10 s)
+    assert len(slow_events) == eager  # every answer served the slow waiter too
+    await asyncio.sleep(0.4)
+    # Back to the slow schedule: at most the one poll already due for the eager waiter goes out after it left.
+    assert len(fake_portable.requests_for(10)) <= eager + 1
+    slow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+
+
+async def test_hub_joiner_with_after_ignores_an_answer_requested_before_it_joined(
+    fake_portable: FakePortable, portable_client: PortableClient
+) -> None:
+    """A RUNNING answer to a request sent before a wait with after= began may be the previous run's: it must not
+    count as "seen running", or the previous run's end would pass for the new run's."""
+    fake_portable.add_workflow(
+        11,
+        script=[
+            {"lifecycle": "RUNNING", "disposition": "NONE"},
+            {"lifecycle": "NOT_RUNNING", "disposition": "SUCCEEDED", "completedAt": SKEWED},
+        ],
+    )
+    fake_portable.add_fault("slow", delay=0.2, workflow_id=11, requests=[1])
+    first = asyncio.create_task(wait_for_completion(portable_client, 11, poll=FAST_POLL))
+    while fake_portable.in_flight == 0:
+        await asyncio.sleep(0.01)
+    events: list[PollEvent] = []
+    with pytest.raises(WaitTimeoutError):
+        await wait_for_completion(
+            portable_client, 11, poll=FAST_POLL, after=datetime.now(timezone.utc), timeout=0.4, on_poll=events.append
+        )
+    assert (await first).disposition is Disposition.SUCCEEDED
+    assert events and all(e.status is not None and e.status.lifecycle.value == "NOT_RUNNING" for e in events)
+
+
+async def test_hub_joiner_without_after_is_served_by_the_request_in_flight(
+    fake_portable: FakePortable, portable_client: PortableClient
+) -> None:
+    fake_portable.add_workflow(12, script=[{"lifecycle": "NOT_RUNNING", "disposition": "SUCCEEDED"}])
+    fake_portable.add_fault("slow", delay=0.2, workflow_id=12, requests=[1])
+    first = asyncio.create_task(wait_for_completion(portable_client, 12, poll=FAST_POLL))
+    while fake_portable.in_flight == 0:
+        await asyncio.sleep(0.01)
+    second = await wait_for_completion(portable_client, 12, poll=FAST_POLL)
+    assert second.disposition is Disposition.SUCCEEDED
+    await first
+    assert len(fake_portable.requests_for(12)) == 1
+
+
+async def test_hub_fanout_and_single_waits_share_streams(
+    fake_portable: FakePortable, portable_client: PortableClient
+) -> None:
+    for wid in range(20, 30):
+        fake_portable.add_workflow(wid, running=0.3)
+    single = [asyncio.create_task(wait_for_completion(portable_client, wid, poll=STEADY)) for wid in range(20, 30)]
+    many = asyncio.create_task(wait_for_many(portable_client, range(20, 30), poll=STEADY))
+    seen = [wid async for wid, _ in as_completed(portable_client, range(20, 30), poll=STEADY)]
+    assert sorted(seen) == list(range(20, 30))
+    results = await many
+    singles: list[WorkflowStatus] = await asyncio.gather(*single)
+    assert all(s.disposition is Disposition.SUCCEEDED for s in [*results.values(), *singles])
+    alone = len(fake_portable.requests) / 10
+    assert alone <= 0.3 / 0.05 + 3  # one stream per workflow, not three
+
+
+async def test_hub_deadline_fires_while_every_worker_is_busy(fake_portable: FakePortable) -> None:
+    fake_portable.add_workflow(30, running=60)
+    fake_portable.add_workflow(31, running=60)
+    fake_portable.add_fault("slow", delay=5, workflow_id=30)
+    async with fake_portable.client(max_concurrency=1) as client:
+        blocker = asyncio.create_task(wait_for_completion(client, 30, poll=FAST_POLL))
+        while fake_portable.in_flight == 0:
+            await asyncio.sleep(0.01)
+        start = time.monotonic()
+        with pytest.raises(WaitTimeoutError):
+            await wait_for_completion(client, 31, poll=FAST_POLL, timeout=0.2)
+        assert time.monotonic() - start < 1.0
+        blocker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await blocker
