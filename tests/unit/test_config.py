@@ -8,6 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portable_wait import PollPolicy, RetryPolicy
+from portable_wait._config import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_POLL,
+    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_RETRY,
+    honour_retry_after,
+)
 
 
 @pytest.mark.parametrize(
@@ -58,6 +65,36 @@ def test_poll_policy_delay_grows_then_caps() -> None:
     policy = PollPolicy(initial=1, maximum=10, multiplier=2, jitter=0)
     assert [policy.delay(n) for n in range(6)] == [1, 2, 4, 8, 10, 10]
     assert policy.delay(10_000) == 10
+
+
+def test_poll_policy_delay_is_tenacitys_wait_exponential(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tenacity stays the backoff engine: the poll schedule's curve is its wait_exponential."""
+    import tenacity
+
+    from portable_wait import _retry
+
+    calls: list[int] = []
+
+    class Spy(tenacity.wait_exponential):
+        def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+            calls.append(retry_state.attempt_number)
+            return super().__call__(retry_state)
+
+    monkeypatch.setattr(_retry, "wait_exponential", Spy)
+    assert PollPolicy(initial=1, maximum=10, multiplier=3, jitter=0).delay(2) == 9
+    assert calls == [3]
+
+
+def test_honour_retry_after_is_one_rule() -> None:
+    assert honour_retry_after(1.0, None, 5) == 1.0
+    assert honour_retry_after(1.0, 3, 5) == 3
+    assert honour_retry_after(1.0, 500, 5) == 5
+    assert honour_retry_after(9.0, 3, 5) == 9.0
+
+
+def test_defaults_are_named_once() -> None:
+    assert PollPolicy() == DEFAULT_POLL and RetryPolicy() == DEFAULT_RETRY
+    assert DEFAULT_REQUEST_TIMEOUT == 30.0 and DEFAULT_MAX_CONCURRENCY == 10
 
 
 def test_poll_policy_jitter_only_shortens() -> None:

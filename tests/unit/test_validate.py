@@ -1,8 +1,19 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from portable_wait._validate import check_timeout, check_workflow_id, unique_workflow_ids
+from portable_wait._validate import (
+    check_bool,
+    check_int,
+    check_keywords,
+    check_number,
+    check_seconds,
+    check_timeout,
+    check_workflow_id,
+    unique_workflow_ids,
+)
 
 
 @pytest.mark.parametrize(
@@ -50,3 +61,36 @@ def test_validate_timeout_accepts() -> None:
     assert check_timeout(None) is None
     assert check_timeout(float("inf")) is None
     assert check_timeout(3) == 3.0
+
+
+@pytest.mark.parametrize("value", [True, False, "1", None, [1]])
+def test_validate_number_refuses_bools_and_non_numbers(value: object) -> None:
+    with pytest.raises(TypeError, match="delay must be a number of seconds"):
+        check_seconds(value, "delay")
+
+
+@pytest.mark.parametrize("value", [0, -1, math.inf, math.nan])
+def test_validate_seconds_rejects_out_of_range(value: float) -> None:
+    with pytest.raises(ValueError, match="delay must be a finite number of seconds > 0"):
+        check_seconds(value, "delay")
+
+
+def test_validate_seconds_and_ints_accept() -> None:
+    assert check_seconds(0, "x", allow_zero=True) == 0.0
+    assert check_seconds(2, "x") == 2.0
+    assert check_number(1.5, "x") == 1.5
+    assert check_int(3, "n", minimum=1) == 3
+    with pytest.raises(TypeError, match="n must be an int"):
+        check_int(True, "n", minimum=1)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        check_int(0, "n", minimum=1)
+    with pytest.raises(TypeError, match="flag must be a bool"):
+        check_bool(1, "flag")
+
+
+def test_validate_keywords_names_the_typo_and_the_accepted_names() -> None:
+    check_keywords({"timeout": 1}, {"timeout", "poll"}, "f")
+    with pytest.raises(TypeError, match=r"^f\(\) got an unexpected keyword 'timout'; did you mean 'timeout'\? "):
+        check_keywords({"timout": 1}, {"timeout", "poll"}, "f")
+    with pytest.raises(TypeError, match=r"unexpected keyword 'zzz' \(accepted: poll, timeout\)"):
+        check_keywords({"zzz": 1}, {"timeout", "poll"}, "f")
