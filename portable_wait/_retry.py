@@ -21,6 +21,7 @@ The last real exception is always re-raised: callers never see ``tenacity.RetryE
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar, cast
@@ -53,8 +54,13 @@ def exponential_backoff(initial: float, multiplier: float, maximum: float, n: in
     tenacity answers ``maximum`` where the power overflows a float, so a wait on its ten-thousandth poll
     gets the cap, not an ``OverflowError``.
     """
-    strategy = wait_exponential(multiplier=initial, max=maximum, exp_base=multiplier)
-    return float(strategy(cast(RetryCallState, _Attempt(max(0, n) + 1))))
+    return float(_strategy(initial, multiplier, maximum)(cast(RetryCallState, _Attempt(max(0, n) + 1))))
+
+
+@functools.lru_cache(maxsize=64)
+def _strategy(initial: float, multiplier: float, maximum: float) -> wait_exponential:
+    # Built once per policy: a hub asks for a delay after every answer to every waiter.
+    return wait_exponential(multiplier=initial, max=maximum, exp_base=multiplier)
 
 
 def retry_after_of(error: BaseException | None) -> float | None:

@@ -81,6 +81,7 @@ def test_poll_policy_delay_is_tenacitys_wait_exponential(monkeypatch: pytest.Mon
             return super().__call__(retry_state)
 
     monkeypatch.setattr(_retry, "wait_exponential", Spy)
+    _retry._strategy.cache_clear()
     assert PollPolicy(initial=1, maximum=10, multiplier=3, jitter=0).delay(2) == 9
     assert calls == [3]
 
