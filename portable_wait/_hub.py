@@ -365,6 +365,8 @@ class WaitHub:
         if self._streams.get(stream.wid) is not stream:
             return
         # Waiters not served yet (joined mid-request, or while hooks ran) want their first poll now.
+        if shortest == math.inf:  # every waiter served left meanwhile: follow the schedule of those still here
+            shortest = min(w.poll_delay(None, self._cap) for w in stream.waiters)
         due = now if any(w.joined > sent for w in stream.waiters) else now + shortest
         if stream.due is None or due < stream.due:
             self._schedule(stream, due)
