@@ -89,11 +89,12 @@ class _RoundWaiter(_Waiter):
 class _Stream:
     """The polls of one workflow, shared by every waiter on it."""
 
-    __slots__ = ("body", "busy", "due", "waiters", "wid", "worker")
+    __slots__ = ("body", "busy", "due", "timed", "waiters", "wid", "worker")
 
     def __init__(self, wid: int) -> None:
         self.wid = wid
         self.waiters: list[_Waiter] = []
+        self.timed = 0  # waiters with a deadline: only they can need the last body (WaitTimeoutError.last_status)
         self.due: float | None = None  # when the next poll is due; None while taken or dropped
         self.busy = False  # taken by a worker: its request is in flight or its answer being judged
         self.worker: asyncio.Task[None] | None = None  # the worker awaiting this stream's request
@@ -192,6 +193,7 @@ class WaitHub:
             stream = self._streams[waiter.wid] = _Stream(waiter.wid)
         stream.waiters.append(waiter)
         if waiter.deadline is not None:
+            stream.timed += 1
             heapq.heappush(self._deadlines, (waiter.deadline, next(self._seq), waiter))
             if waiter.deadline < self._timer_at:
                 self._arm()
@@ -214,6 +216,10 @@ class WaitHub:
             stream.waiters.remove(waiter)
         except ValueError:
             return
+        if waiter.deadline is not None:
+            stream.timed -= 1
+            if not stream.timed:
+                stream.body = None
         if not stream.waiters:
             del self._streams[stream.wid]
             stream.due = None
@@ -349,7 +355,7 @@ class WaitHub:
         self, stream: _Stream, sent: float, status: WorkflowStatus | None, error: PortableError | None
     ) -> None:
         now = self._loop.time()
-        if status is not None:
+        if status is not None and stream.timed:
             stream.body = status.model_dump_json(by_alias=True)
         shortest = math.inf
         for waiter in list(stream.waiters):  # a copy: waiters leave as they finish
