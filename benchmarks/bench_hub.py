@@ -36,6 +36,7 @@ WAITERS = 10_000
 CROWD = 1_000
 FANOUT = 100_000
 RUNS = 5
+ENROLL_WINDOW = 2.0
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -44,12 +45,14 @@ def rss() -> int:
         return int(f.read().split()[1]) * PAGE
 
 
-async def lag_probe(samples: list[float], stop: asyncio.Event, interval: float = 0.01) -> None:
+async def lag_probe(samples: list[tuple[float, float]], stop: asyncio.Event, interval: float = 0.01) -> None:
+    """Append (loop time woken, lag) for a 10 ms sleep, over and over, until ``stop``."""
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         start = loop.time()
         await asyncio.sleep(interval)
-        samples.append(loop.time() - start - interval)
+        now = loop.time()
+        samples.append((now, now - start - interval))
 
 
 def _policy(seconds: float) -> Any:
@@ -108,14 +111,15 @@ async def fanout_memory_and_lag(base_url: str, key: str) -> dict[str, float]:
     from portable_wait import PortableClient, wait_for_many
 
     poll = _policy(600.0)
-    async with PortableClient(key, base_url=base_url, max_concurrency=50) as client:
+    async with PortableClient(key, base_url=base_url) as client:  # the default max_concurrency
         await client.get_workflow_status(1)
         gc.collect()
         before = rss()
-        lag: list[float] = []
+        samples: list[tuple[float, float]] = []
         stop = asyncio.Event()
-        probe = asyncio.create_task(lag_probe(lag, stop))
+        probe = asyncio.create_task(lag_probe(samples, stop))
         await asyncio.sleep(0.05)
+        enrolling = asyncio.get_running_loop().time()
         started = time.perf_counter()
         task = asyncio.create_task(wait_for_many(client, range(1, FANOUT + 1), poll=poll))
         while client.request_count < FANOUT + 1:
@@ -128,12 +132,16 @@ async def fanout_memory_and_lag(base_url: str, key: str) -> dict[str, float]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    lag = [late for woken, late in samples if woken >= enrolling]
+    first_seconds = [late for woken, late in samples if enrolling <= woken < enrolling + ENROLL_WINDOW]
     return {
         "kib_per_waiter": (after - before) / FANOUT / 1024,
         "first_round_s": first_round,
         "lag_p50_ms": percentile(lag, 50) * 1000,
         "lag_p99_ms": percentile(lag, 99) * 1000,
         "lag_max_ms": max(lag) * 1000,
+        "enroll_p99_ms": percentile(first_seconds, 99) * 1000,
+        "enroll_max_ms": max(first_seconds) * 1000,
     }
 
 
@@ -253,6 +261,9 @@ def _write(r: dict[str, dict[str, dict[str, float]]]) -> None:
         f"| same: event-loop lag p99 from enrolling, first round included (ms) "
         f"| {fanout['before']['lag_p99_ms']:.1f} | **{fanout['hub']['lag_p99_ms']:.1f}** | < 50 |",
         f"| same: worst lag (ms) | {fanout['before']['lag_max_ms']:.0f} | {fanout['hub']['lag_max_ms']:.0f} | |",
+        f"| same, first {ENROLL_WINDOW:g} s only (enrolling): lag p99 / worst (ms) "
+        f"| {fanout['before']['enroll_p99_ms']:.0f} / {fanout['before']['enroll_max_ms']:.0f} "
+        f"| **{fanout['hub']['enroll_p99_ms']:.0f}** / {fanout['hub']['enroll_max_ms']:.0f} | |",
         f"| same: first round of {FANOUT:,} polls (s) "
         f"| {fanout['before']['first_round_s']:.1f} | {fanout['hub']['first_round_s']:.1f} | |",
         f"| polls per second at concurrency 10, as a ratio of the bare aiohttp loop "
@@ -263,10 +274,12 @@ def _write(r: dict[str, dict[str, dict[str, float]]]) -> None:
         "",
         "How each is measured: memory is resident-set growth once every waiter has polled once, divided by the "
         "waiters; the 1,000 tasks and the lone reference waiter poll every 0.5 s for 5 s; loop lag is how late a "
-        "10 ms sleep wakes, sampled from just before `wait_for_many` is called until its first round of polls is "
-        f"over (`max_concurrency=50`); throughput is {RUNS} interleaved runs (medians) of 1.5 s of polls with no "
-        "pause between them through `wait_for_many` over 100 workflows, against the overhead benchmark's bare "
-        "loop. Before the hub, the throughput row drove fan-out's scheduler, the same path.",
+        "10 ms sleep wakes, sampled from the moment `wait_for_many` is called until its first round of polls is "
+        "over, on a client with the default `max_concurrency` (10); the first round is as fast as the client "
+        "and the server (on the same 2 cores) can go, so its lag is that of a loop busy with requests, while the "
+        f"first {ENROLL_WINDOW:g} s show enrolling; throughput is {RUNS} interleaved runs (medians) of 1.5 s of "
+        "polls with no pause between them through `wait_for_many` over 100 workflows, against the overhead "
+        "benchmark's bare loop. Before the hub, the throughput row drove fan-out's scheduler, the same path.",
         "",
         "Command: `python -m benchmarks hub`.",
     ]
