@@ -14,8 +14,10 @@ How it runs::
 * A stream polls on the schedule of its most eager waiter: after each answer, every waiter still waiting
   gives its own next pause (`WaitState.poll_delay`: its policy, its poll count, Retry-After) and the stream
   is due after the shortest.
-* A waiter joining a stream is served by the stream's next request: at once if the stream is idle. If a
-  request is in flight, its answer serves the joiner only when that cannot break ``after``
+* A waiter joining a stream is served by the stream's next request: at once if the stream is idle, or, if
+  its last answer is younger than the joiner's ``poll.initial`` (at most ``JOIN_AFTER``), once that answer is
+  that old: waits arriving one by one (a web service's requests) cost one request per ``JOIN_AFTER``, not one
+  each. If a request is in flight, its answer serves the joiner only when that cannot break ``after``
   (`WaitState.trusts_stale`); otherwise the stream polls again right after it.
 * A waiter leaving (cancelled, timed out, resolved) never disturbs the others; when a stream loses its last
   waiter it is dropped, and its request in flight is cancelled.
@@ -44,7 +46,7 @@ from ._validate import unique_workflow_ids
 if TYPE_CHECKING:
     from ._client import PortableClient
 
-__all__ = ["ENROLL_CHUNK", "EXPIRE_CHUNK", "Outcome", "WaitHub", "poll_round"]
+__all__ = ["ENROLL_CHUNK", "EXPIRE_CHUNK", "JOIN_AFTER", "Outcome", "WaitHub", "poll_round"]
 
 logger = logging.getLogger("portable_wait")
 
@@ -58,6 +60,10 @@ ENROLL_CHUNK = 1000
 
 EXPIRE_CHUNK = 500
 """Deadlines expired in one go before the event loop gets a turn."""
+
+JOIN_AFTER = 1.0
+"""A wait joining a stream answered less than this long ago (and less than its own ``poll.initial``) is served
+by the stream's next poll at that age, not by an extra one at once."""
 
 WORKER_NAME = "portable_wait.hub.worker"
 
@@ -89,7 +95,7 @@ class _RoundWaiter(_Waiter):
 class _Stream:
     """The polls of one workflow, shared by every waiter on it."""
 
-    __slots__ = ("body", "busy", "due", "timed", "waiters", "wid", "worker")
+    __slots__ = ("answered", "body", "busy", "due", "timed", "waiters", "wid", "worker")
 
     def __init__(self, wid: int) -> None:
         self.wid = wid
@@ -99,6 +105,7 @@ class _Stream:
         self.busy = False  # taken by a worker: its request is in flight or its answer being judged
         self.worker: asyncio.Task[None] | None = None  # the worker awaiting this stream's request
         self.body: str | None = None  # the last status answered, as compact JSON
+        self.answered = -math.inf  # loop time of the last answer
 
     def __repr__(self) -> str:
         return f"<stream workflow={self.wid} waiters={len(self.waiters)} due={self.due} busy={self.busy}>"
@@ -197,9 +204,13 @@ class WaitHub:
             heapq.heappush(self._deadlines, (waiter.deadline, next(self._seq), waiter))
             if waiter.deadline < self._timer_at:
                 self._arm()
-        # A busy stream serves its joiners when its answer comes (or polls again at once); an idle one polls now.
-        if not stream.busy and (stream.due is None or stream.due > waiter.joined):
-            self._schedule(stream, waiter.joined)
+        # A busy stream serves its joiners when its answer comes (or polls again at once). An idle one polls now,
+        # unless it was answered a moment ago: then when that answer is as old as the joiner's own first pause
+        # (at most JOIN_AFTER), so that waits joining one by one cost one request per JOIN_AFTER, not each one.
+        if not stream.busy:
+            first = max(waiter.joined, stream.answered + min(waiter.options.poll.initial, JOIN_AFTER))
+            if stream.due is None or stream.due > first:
+                self._schedule(stream, first)
 
     def _detach(self, waiter: _Waiter) -> None:
         if waiter.deadline is not None:
@@ -354,7 +365,7 @@ class WaitHub:
     async def _answer(
         self, stream: _Stream, sent: float, status: WorkflowStatus | None, error: PortableError | None
     ) -> None:
-        now = self._loop.time()
+        now = stream.answered = self._loop.time()
         if status is not None and stream.timed:
             stream.body = status.model_dump_json(by_alias=True)
         shortest = math.inf

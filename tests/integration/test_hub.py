@@ -214,3 +214,25 @@ async def test_hub_deadline_fires_while_every_worker_is_busy(fake_portable: Fake
         blocker.cancel()
         with pytest.raises(asyncio.CancelledError):
             await blocker
+
+
+async def test_hub_waits_joining_one_by_one_do_not_each_send_a_request(
+    fake_portable: FakePortable, portable_client: PortableClient
+) -> None:
+    """A web service's requests arrive one by one: each new wait on a just-polled stream is served by the
+    stream's next poll, due when the last answer is as old as the joiner's first pause, not by a poll of its own."""
+    fake_portable.add_workflow(40, running=60)
+    every = PollPolicy(initial=0.5, maximum=0.5, multiplier=1, jitter=0)
+    events: list[PollEvent] = []
+    tasks = []
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for _ in range(40):  # one new wait every 25 ms for a second
+        tasks.append(asyncio.create_task(wait_for_completion(portable_client, 40, poll=every, on_poll=events.append)))
+        await asyncio.sleep(0.025)
+    took = loop.time() - start
+    assert len(fake_portable.requests_for(40)) <= took / 0.5 + 2  # not 40
+    assert all(e.elapsed <= 0.5 + 0.2 for e in events if e.attempt == 1)  # each served within its first pause
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
