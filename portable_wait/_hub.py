@@ -184,11 +184,16 @@ class WaitHub:
         self._detach(waiter)
 
     async def leave_all(self, waiters: list[_Waiter]) -> None:
-        """Withdraw many waits, ``ENROLL_CHUNK`` at a time."""
-        for n, waiter in enumerate(waiters):
-            if n and n % ENROLL_CHUNK == 0:
-                await asyncio.sleep(0)
-            self.leave(waiter)
+        """Withdraw many waits, ``ENROLL_CHUNK`` at a time; all of them even if cancelled half-way."""
+        done = 0
+        try:
+            for done, waiter in enumerate(waiters):
+                if done and done % ENROLL_CHUNK == 0:
+                    await asyncio.sleep(0)
+                self.leave(waiter)
+        finally:
+            for waiter in waiters[done:]:  # leave() is idempotent
+                self.leave(waiter)
 
     def _check_open(self) -> None:
         if self._closed:

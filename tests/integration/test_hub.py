@@ -236,3 +236,22 @@ async def test_hub_waits_joining_one_by_one_do_not_each_send_a_request(
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_hub_fanout_enrolls_in_chunks_and_cancelling_mid_enrolment_leaves_nothing(
+    fake_portable: FakePortable, portable_client: PortableClient
+) -> None:
+    for wid in range(1, 5001):
+        fake_portable.add_workflow(wid, running=60)
+    task = asyncio.create_task(wait_for_many(portable_client, range(1, 5001), poll=PollPolicy(initial=10, maximum=10)))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    hub = portable_client._wait_hub()
+    enrolled = len(hub.streams())
+    assert 0 < enrolled < 5000  # the loop got turns while enrolling
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert hub.streams() == {}
+    await asyncio.sleep(0.05)
+    assert portable_client._in_flight == 0
