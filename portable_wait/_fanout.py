@@ -18,7 +18,7 @@ from ._errors import PortableError
 from ._hub import Outcome
 from ._models import WorkflowStatus
 from ._polling import WaitKwargs, WaitOptions
-from ._validate import check_bool, unique_workflow_ids
+from ._validate import check_bool, unique_workflow_ids_yielding
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -57,8 +57,8 @@ async def as_completed(
     Raises:
         TypeError, ValueError: A bad ID or keyword, before any request.
     """
-    ids = unique_workflow_ids(workflow_ids)
     options = WaitOptions.from_kwargs(wait_kwargs, "as_completed")
+    ids = await unique_workflow_ids_yielding(workflow_ids)
     async with contextlib.aclosing(_as_completed(client, ids, options)) as outcomes:
         async for item in outcomes:
             yield item
@@ -133,8 +133,8 @@ async def wait_for_many(
         TypeError, ValueError: A bad ID or keyword, before any request.
     """
     check_bool(return_exceptions, "return_exceptions")
-    ids = unique_workflow_ids(workflow_ids)
     options = WaitOptions.from_kwargs(wait_kwargs, "wait_for_many")
+    ids = await unique_workflow_ids_yielding(workflow_ids)
     outcomes: dict[int, Outcome] = {}
     async with contextlib.aclosing(_as_completed(client, ids, options)) as results:
         async for wid, outcome in results:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
@@ -13,6 +14,7 @@ from portable_wait._validate import (
     check_timeout,
     check_workflow_id,
     unique_workflow_ids,
+    unique_workflow_ids_yielding,
 )
 
 
@@ -94,3 +96,24 @@ def test_validate_keywords_names_the_typo_and_the_accepted_names() -> None:
         check_keywords({"timout": 1}, {"timeout", "poll"}, "f")
     with pytest.raises(TypeError, match=r"unexpected keyword 'zzz' \(accepted: poll, timeout\)"):
         check_keywords({"zzz": 1}, {"timeout", "poll"}, "f")
+
+
+async def test_validate_unique_ids_yielding_matches_and_yields() -> None:
+    assert await unique_workflow_ids_yielding([3, 1, 3, 2, 1], chunk=2) == [3, 1, 2]
+    with pytest.raises(TypeError):
+        await unique_workflow_ids_yielding("123")
+    with pytest.raises(ValueError, match="positive"):
+        await unique_workflow_ids_yielding([1, 2, 0])
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    counter = asyncio.create_task(count_turns())
+    await asyncio.sleep(0)
+    await unique_workflow_ids_yielding(range(1, 20_001), chunk=5000)
+    counter.cancel()
+    assert turns >= 3
