@@ -10,8 +10,9 @@ What a waiter costs decides whether people can point it at a thousand workflows:
 waiter, requests per answer. Each benchmark below runs its contenders side by side in the same run, against the
 fake Portable server in a separate process, and reports ratios to a baseline measured in that run. Reproduce
 everything with `make bench` (about half an hour on 2 cores), or one part with
-`python -m benchmarks overhead|scale|economy|schedule`; the sections are saved under `docs/bench-results/` and
-this page is rebuilt from them.
+`python -m benchmarks overhead|scale|economy|schedule|hub`; the sections are saved under `docs/bench-results/`
+and this page is rebuilt from them. Sections 1 to 4 were measured before the wait hub (issue 11); section 5
+measures the hub against that code, side by side.
 
 The benchmarks are never part of `make test`: timing assertions in a test suite only make it flaky.
 """
