@@ -7,7 +7,7 @@ request serves them all, and each judges the answer by its own rules.
 
 How it runs::
 
-    _polls      heap of (due, seq, stream)      the next poll of every stream
+    _polls      heap of (due, workflow ID)       the next poll of every stream
     _deadlines  heap of (deadline, seq, waiter) fired by one loop timer, even mid-request
     workers     max_concurrency tasks            take the earliest due stream, poll it, judge, reschedule
 
@@ -119,7 +119,9 @@ class WaitHub:
         self._loop = asyncio.get_running_loop()
         self._cap = client.retry.retry_after_cap
         self._streams: dict[int, _Stream] = {}
-        self._polls: list[tuple[float, int, _Stream]] = []
+        # (due, workflow ID): numbers only, so the garbage collector stops tracking the tuples; an entry is live
+        # while its stream's ``due`` is still that time (a stream moved earlier leaves a stale entry behind).
+        self._polls: list[tuple[float, int]] = []
         self._deadlines: list[tuple[float, int, _Waiter]] = []
         self._stale_deadlines = 0
         self._seq = itertools.count()
@@ -262,7 +264,7 @@ class WaitHub:
 
     def _schedule(self, stream: _Stream, due: float) -> None:
         stream.due = due
-        heapq.heappush(self._polls, (due, next(self._seq), stream))
+        heapq.heappush(self._polls, (due, stream.wid))
         if self._idle:
             if due <= self._loop.time():
                 self._wake_one()
@@ -313,8 +315,9 @@ class WaitHub:
         polls, streams = self._polls, self._streams
         now = self._loop.time()
         while polls and polls[0][0] <= now:
-            due, _, stream = heapq.heappop(polls)
-            if stream.due == due and streams.get(stream.wid) is stream:
+            due, wid = heapq.heappop(polls)
+            stream = streams.get(wid)
+            if stream is not None and stream.due == due:
                 stream.due = None
                 stream.busy = True
                 return stream
