@@ -20,7 +20,7 @@ from ._config import DEFAULT_POLL, PollPolicy, honour_retry_after
 from ._errors import PortableError, WaitTimeoutError, WorkflowFailedError, is_transient
 from ._models import Disposition, Lifecycle, WorkflowStatus
 from ._retry import retry_after_of
-from ._validate import check_bool, check_keywords, check_timeout, check_workflow_id
+from ._validate import check_bool, check_int, check_keywords, check_timeout, check_workflow_id
 
 if TYPE_CHECKING:
     from ._client import PortableClient
@@ -334,10 +334,7 @@ class WaitState:
             state.seen_active = check_bool(data["seen_active"], "seen_active")
             failing = data["failing_since"]
             state.failing_since = None if failing is None else now - (wall - float(failing))
-            polls = data["polls"]
-            if isinstance(polls, bool) or not isinstance(polls, int) or polls < 0:
-                raise ValueError(f"polls must be an int >= 0, got {polls!r}")
-            state.polls = polls
+            state.polls = check_int(data["polls"], "polls", minimum=0)
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a WaitState snapshot ({type(exc).__name__}: {exc}): {dict(data)!r}") from None
         return state
