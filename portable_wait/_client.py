@@ -11,6 +11,9 @@ import functools
 import ipaddress
 import math
 import os
+import socket
+import ssl
+import time
 from types import TracebackType
 from typing import Any
 
@@ -19,6 +22,7 @@ from pydantic import ValidationError
 from yarl import URL
 
 from . import _retry
+from ._clock import ServerClock
 from ._config import RetryPolicy
 from ._errors import (
     InvalidResponseError,
@@ -30,7 +34,7 @@ from ._errors import (
 )
 from ._models import WorkflowStatus
 from ._pacing import Pacer
-from ._validate import check_workflow_id
+from ._validate import check_timeout, check_workflow_id
 from ._version import __version__
 
 __all__ = ["API_KEY_ENV", "DEFAULT_BASE_URL", "PortableClient"]
@@ -60,6 +64,13 @@ class PortableClient:
             the connection pool. Default 10.
         rate_limit: Requests per second across everything using this client (every waiter, every retry), or
             None for no fixed limit. A 429 pauses and slows down the client either way. Default None.
+        first_contact_timeout: Seconds this client keeps trying a server that has never answered it, from its
+            first request. Past that, with no HTTP answer ever received (any status counts), a connection
+            failure raises a `TransportError` with ``transient=False`` that names the URL and the cause
+            (connection refused, name not resolved, TLS error, timeout), and every wait fails with it instead
+            of riding out ``PollPolicy.outage_tolerance``: a server never reached is more likely a wrong URL,
+            port, DNS name or proxy than an outage. Once the server has answered, outages are ridden out as
+            usual. None disables the rule. Default 30.
 
     Raises:
         ValueError: No key was given and ``PORTABLE_API_KEY`` is unset or empty, or an argument is out of range.
@@ -75,6 +86,7 @@ class PortableClient:
         retry: RetryPolicy = _DEFAULT_RETRY,
         max_concurrency: int = 10,
         rate_limit: float | None = None,
+        first_contact_timeout: float | None = 30.0,
     ) -> None:
         key = _resolve_key(api_key)
         self._base_url = _check_base_url(base_url)
@@ -104,6 +116,10 @@ class PortableClient:
         self._in_flight = 0
         self._requests = 0
         self._prefix = f"{self._base_url}/v2/workflows/"
+        self._first_contact_timeout = check_timeout(first_contact_timeout, "first_contact_timeout")
+        self._first_try: float | None = None  # loop time of the first request sent
+        self._answered = False  # any HTTP answer ever received from the server
+        self._clock = ServerClock()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("open" if self._session else "not started")
@@ -126,6 +142,16 @@ class PortableClient:
     def max_concurrency(self) -> int:
         """Requests in flight at once, at most."""
         return self._max_concurrency
+
+    @property
+    def server_clock(self) -> ServerClock:
+        """Portable's clock as estimated from the ``Date`` of every answer; ``after=`` compares on it."""
+        return self._clock
+
+    @property
+    def first_contact_timeout(self) -> float | None:
+        """Seconds a server that has never answered is tried before waits fail (None: no limit)."""
+        return self._first_contact_timeout
 
     @property
     def request_count(self) -> int:
@@ -204,14 +230,21 @@ class PortableClient:
                 self._pacer.count_send(asyncio.get_running_loop().time())
             self._in_flight += 1
             self._requests += 1
+            if self._first_try is None:
+                self._first_try = asyncio.get_running_loop().time()
+            sent = time.time()
             try:
                 async with session.get(self._prefix + f"{wid}/status", allow_redirects=False) as response:
+                    self._answered = True
+                    self._clock.observe(response.headers.get("Date"), sent, time.time())
                     body = await response.read()
                     status_code = response.status
                     headers = response.headers
             except asyncio.TimeoutError:
-                raise TransportError(
-                    f"status request for workflow {wid} timed out after {self._timeout:g} s", workflow_id=wid
+                raise self._transport_error(
+                    f"status request for workflow {wid} timed out after {self._timeout:g} s",
+                    wid,
+                    f"no answer within the request timeout of {self._timeout:g} s",
                 ) from None
             except aiohttp.ClientPayloadError as exc:
                 raise InvalidResponseError(
@@ -221,14 +254,17 @@ class PortableClient:
                 ) from None
             except aiohttp.ClientResponseError as exc:
                 # Not chained: the repr of ClientResponseError carries the request headers, token included.
-                raise TransportError(
-                    f"bad HTTP answer for workflow {wid}: {exc.status} {exc.message}", workflow_id=wid
+                raise self._transport_error(
+                    f"bad HTTP answer for workflow {wid}: {exc.status} {exc.message}",
+                    wid,
+                    f"not an HTTP answer ({exc.message})",
                 ) from None
             except (aiohttp.ClientError, OSError) as exc:
-                raise TransportError(
-                    f"could not reach Portable at {self._base_url} for workflow {wid}: "
-                    f"{type(exc).__name__}: {self._redact_text(str(exc))}",
-                    workflow_id=wid,
+                detail = f"{type(exc).__name__}: {self._redact_text(str(exc))}"
+                raise self._transport_error(
+                    f"could not reach Portable at {self._base_url} for workflow {wid}: {detail}",
+                    wid,
+                    f"{_connection_failure(exc)} ({detail})",
                 ) from self._safe_cause(exc)
             finally:
                 self._in_flight -= 1
@@ -239,6 +275,22 @@ class PortableClient:
             raise error
         self._pacer.on_success()
         return self._parse(body, wid)
+
+    def _transport_error(self, message: str, wid: int, cause: str) -> TransportError:
+        """Return the error for a request with no HTTP answer: transient, unless first contact has timed out."""
+        limit = self._first_contact_timeout
+        if self._answered or limit is None or self._first_try is None:
+            return TransportError(message, workflow_id=wid)
+        waited = asyncio.get_running_loop().time() - self._first_try
+        if waited < limit:
+            return TransportError(message, workflow_id=wid)
+        return TransportError(
+            f"never reached Portable at {self._base_url}: {cause}; no answer at all in the {waited:.0f} s since "
+            f"this client's first request (first_contact_timeout={limit:g} s). Check the base URL, its host "
+            "name and port, and any proxy or TLS settings",
+            workflow_id=wid,
+            transient=False,
+        )
 
     def _error_from(self, status_code: int, headers: Any, body: bytes, wid: int) -> PortableAPIError:
         if 300 <= status_code < 400:
@@ -280,6 +332,28 @@ class PortableClient:
 
     def _redact_text(self, text: str) -> str:
         return text.replace(self._key_bytes.decode(), _REDACTED.decode())
+
+
+def _connection_failure(exc: BaseException) -> str:
+    """Name why a connection failed, in the words a user checks a setting by."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "host name not resolved"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "TLS certificate not accepted"
+    if isinstance(exc, (aiohttp.ClientSSLError, ssl.SSLError)):
+        return "TLS error"
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return "proxy connection failed"
+    cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(cause, socket.gaierror):
+        return "host name not resolved"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "connection closed with no answer"
+    if isinstance(cause, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return "connection timed out"
+    return "connection failed"
 
 
 def _resolve_key(api_key: str | None) -> str:

@@ -49,7 +49,7 @@ class _Scheduler:
         now = self.loop.time()
         self.ready: asyncio.Queue[WaitState] = asyncio.Queue()
         for wid in ids:  # every first poll is due now; the workers take them in order
-            self.ready.put_nowait(WaitState(wid, options, now))
+            self.ready.put_nowait(WaitState(wid, options, now, clock=client.server_clock))
         # (due, workflow ID, state): IDs are unique, so states are never compared.
         self.heap: list[tuple[float, int, WaitState]] = []
         self.wake = asyncio.Event()

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _retry
+from ._clock import UNKNOWN_OFFSET, ServerClock, completed_after
 from ._config import PollPolicy
 from ._errors import PortableError, WaitTimeoutError, WorkflowFailedError, is_transient
 from ._models import Disposition, Lifecycle, WorkflowStatus
@@ -113,10 +114,13 @@ async def wait_for_completion(
         poll: The polling schedule. Default ``PollPolicy()``.
         raise_on_failure: If True (the default), a FAILED run raises `WorkflowFailedError`; if False, its
             status is returned.
-        after: A timezone-aware datetime, typically when you triggered the run. A NOT_RUNNING status then
-            counts as final only if its ``completed_at >= after``, or if this wait has itself seen the workflow
+        after: A timezone-aware datetime, read *before* you triggered the run. A NOT_RUNNING status then
+            counts as final only if it completed after ``after``, or if this wait has itself seen the workflow
             PENDING or RUNNING. Without it, a wait that starts right after a trigger can return the previous
-            run's result. Compare clocks: ``after`` is yours, ``completed_at`` is Portable's.
+            run's result. ``after`` (your clock) is compared with ``completed_at`` on Portable's clock, as
+            estimated from its ``Date`` headers (``client.server_clock``), less a margin of about half a second
+            (`portable_wait._clock`). If the wait times out having seen only an older result,
+            `WaitTimeoutError` says so.
         on_poll: Called after every poll with a `PollEvent`; may be a coroutine function (it is awaited, so
             keep it quick). An exception it raises is logged and ignored.
 
@@ -141,7 +145,7 @@ async def wait_for_completion(
 
 async def wait_with_options(client: PortableClient, wid: int, options: WaitOptions) -> WorkflowStatus:
     """Run one wait with validated options: the tenacity poll loop of `wait_for_completion`."""
-    state = WaitState(wid, options, asyncio.get_running_loop().time())
+    state = WaitState(wid, options, asyncio.get_running_loop().time(), clock=client.server_clock)
     return await _TenacityWait(client, state).run()
 
 
@@ -150,12 +154,26 @@ class WaitState:
 
     `wait_for_completion` drives it with tenacity; fan-out drives thousands of them from one scheduler
     (`_fanout`), so it is kept small (``__slots__``, the options shared).
+
+    ``clock`` is the client's `ServerClock` (``client.server_clock``), read when the ``after`` rule compares a
+    ``completedAt`` (Portable's clock) with ``after`` (ours); None assumes the two clocks agree.
     """
 
-    __slots__ = ("deadline", "failing_since", "last_status", "options", "polls", "seen_active", "started", "wid")
+    __slots__ = (
+        "clock",
+        "deadline",
+        "failing_since",
+        "last_status",
+        "options",
+        "polls",
+        "seen_active",
+        "started",
+        "wid",
+    )
 
-    def __init__(self, wid: int, options: WaitOptions, now: float) -> None:
+    def __init__(self, wid: int, options: WaitOptions, now: float, *, clock: ServerClock | None = None) -> None:
         self.wid = wid
+        self.clock = clock
         self.options = options
         self.started = now
         self.deadline = None if options.timeout is None else now + options.timeout
@@ -187,7 +205,10 @@ class WaitState:
         if after is None or self.seen_active:
             return False
         # Still the previous run's result (or none at all): the run we wait for has not shown up yet.
-        return status.completed_at is None or status.completed_at < after
+        if status.completed_at is None:
+            return True
+        estimate = self.clock.estimate() if self.clock is not None else UNKNOWN_OFFSET
+        return not completed_after(status.completed_at, after, offset=estimate.offset, margin=estimate.margin)
 
     def ride_out(self, error: BaseException, now: float) -> bool:
         """Return True if a failed poll is part of an outage to wait out rather than raise."""
@@ -214,7 +235,7 @@ class WaitState:
     def timed_out(self) -> WaitTimeoutError:
         """Return the error for a wait whose deadline passed."""
         assert self.options.timeout is not None
-        return WaitTimeoutError(self.wid, self.options.timeout, self.last_status)
+        return WaitTimeoutError(self.wid, self.options.timeout, self.last_status, after=self.options.after)
 
     def log_failed_poll(self, error: BaseException, delay: float) -> None:
         logger.warning(
