@@ -334,9 +334,15 @@ class PortableClient:
         return text.replace(self._key_bytes.decode(), _REDACTED.decode())
 
 
+# aiohttp 3.10 added ClientConnectorDNSError; before it, a DNS failure is a ClientConnectorError over a gaierror.
+_DNS_ERRORS: tuple[type[BaseException], ...] = tuple(
+    cls for cls in (getattr(aiohttp, "ClientConnectorDNSError", None), socket.gaierror) if cls is not None
+)
+
+
 def _connection_failure(exc: BaseException) -> str:
     """Name why a connection failed, in the words a user checks a setting by."""
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+    if isinstance(exc, _DNS_ERRORS):
         return "host name not resolved"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return "TLS certificate not accepted"
