@@ -1,8 +1,9 @@
 """Trigger a sync, then wait for *that* run, not the previous one (the ``after=`` argument).
 
 Right after a trigger, the status endpoint can still show the previous run as NOT_RUNNING / SUCCEEDED. A loop
-that polls "until NOT_RUNNING" returns at once with the old result. With ``after=`` set to the trigger time, the
-wait only accepts a run that completed after it, or one it has seen PENDING or RUNNING itself.
+that polls "until NOT_RUNNING" returns at once with the old result. With ``after=`` read just before the trigger,
+the wait only accepts a run that completed after it (compared on Portable's clock), or one it has seen PENDING or
+RUNNING itself. Read it before, not after: a run that fails within a second is over before the first poll.
 
     python examples/trigger_then_wait.py
     PORTABLE_API_KEY=... python examples/trigger_then_wait.py --real 568971   # then start the sync in Portable

@@ -10,6 +10,9 @@ import asyncio
 import functools
 import ipaddress
 import os
+import socket
+import ssl
+import time
 import warnings
 from types import TracebackType
 from typing import Any
@@ -19,7 +22,14 @@ from pydantic import ValidationError
 from yarl import URL
 
 from . import _retry
-from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY, RetryPolicy
+from ._clock import ServerClock
+from ._config import (
+    DEFAULT_FIRST_CONTACT_TIMEOUT,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_RETRY,
+    RetryPolicy,
+)
 from ._errors import (
     InvalidResponseError,
     PortableAPIError,
@@ -31,7 +41,7 @@ from ._errors import (
 from ._hub import WaitHub
 from ._models import WorkflowStatus
 from ._pacing import Pacer
-from ._validate import check_int, check_seconds, check_workflow_id
+from ._validate import check_int, check_seconds, check_timeout, check_workflow_id
 from ._version import __version__
 
 __all__ = ["API_KEY_ENV", "DEFAULT_BASE_URL", "PortableClient"]
@@ -63,6 +73,13 @@ class PortableClient:
             the connection pool. Default 10.
         rate_limit: Requests per second across everything using this client (every waiter, every retry), or
             None for no fixed limit. A 429 pauses and slows down the client either way. Default None.
+        first_contact_timeout: Seconds this client keeps trying a server that has never answered it, from its
+            first request. Past that, with no HTTP answer ever received (any status counts), a connection
+            failure raises a `TransportError` with ``transient=False`` that names the URL and the cause
+            (connection refused, name not resolved, TLS error, timeout), and every wait fails with it instead
+            of riding out ``PollPolicy.outage_tolerance``: a server never reached is more likely a wrong URL,
+            port, DNS name or proxy than an outage. Once the server has answered, outages are ridden out as
+            usual. None disables the rule. Default 30.
 
     The client also owns the wait hub (created on the first wait, closed with the client): every
     `wait_for_completion`, `wait_for_many` and `as_completed` through this client runs there, and waits on
@@ -82,6 +99,7 @@ class PortableClient:
         retry: RetryPolicy = DEFAULT_RETRY,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         rate_limit: float | None = None,
+        first_contact_timeout: float | None = DEFAULT_FIRST_CONTACT_TIMEOUT,
         timeout: float = _UNSET,
     ) -> None:
         key = _resolve_key(api_key)
@@ -117,6 +135,10 @@ class PortableClient:
         self._requests = 0
         self._prefix = f"{self._base_url}/v2/workflows/"
         self._hub: WaitHub | None = None
+        self._first_contact_timeout = check_timeout(first_contact_timeout, "first_contact_timeout")
+        self._first_try: float | None = None  # loop time of the first request sent
+        self._answered = False  # any HTTP answer ever received from the server
+        self._clock = ServerClock()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("open" if self._session else "not started")
@@ -144,6 +166,16 @@ class PortableClient:
     def max_concurrency(self) -> int:
         """Requests in flight at once, at most."""
         return self._max_concurrency
+
+    @property
+    def server_clock(self) -> ServerClock:
+        """Portable's clock as estimated from the ``Date`` of every answer; ``after=`` compares on it."""
+        return self._clock
+
+    @property
+    def first_contact_timeout(self) -> float | None:
+        """Seconds a server that has never answered is tried before waits fail (None: no limit)."""
+        return self._first_contact_timeout
 
     @property
     def request_count(self) -> int:
@@ -240,14 +272,21 @@ class PortableClient:
                 self._pacer.count_send(asyncio.get_running_loop().time())
             self._in_flight += 1
             self._requests += 1
+            if self._first_try is None:
+                self._first_try = asyncio.get_running_loop().time()
+            sent = time.time()
             try:
                 async with session.get(self._prefix + f"{wid}/status", allow_redirects=False) as response:
+                    self._answered = True
+                    self._clock.observe(response.headers.get("Date"), sent, time.time())
                     body = await response.read()
                     status_code = response.status
                     headers = response.headers
             except asyncio.TimeoutError:
-                raise TransportError(
-                    f"status request for workflow {wid} timed out after {self._timeout:g} s", workflow_id=wid
+                raise self._transport_error(
+                    f"status request for workflow {wid} timed out after {self._timeout:g} s",
+                    wid,
+                    f"no answer within the request timeout of {self._timeout:g} s",
                 ) from None
             except aiohttp.ClientPayloadError as exc:
                 raise InvalidResponseError(
@@ -257,14 +296,17 @@ class PortableClient:
                 ) from None
             except aiohttp.ClientResponseError as exc:
                 # Not chained: the repr of ClientResponseError carries the request headers, token included.
-                raise TransportError(
-                    f"bad HTTP answer for workflow {wid}: {exc.status} {exc.message}", workflow_id=wid
+                raise self._transport_error(
+                    f"bad HTTP answer for workflow {wid}: {exc.status} {exc.message}",
+                    wid,
+                    f"not an HTTP answer ({exc.message})",
                 ) from None
             except (aiohttp.ClientError, OSError) as exc:
-                raise TransportError(
-                    f"could not reach Portable at {self._base_url} for workflow {wid}: "
-                    f"{type(exc).__name__}: {self._redact_text(str(exc))}",
-                    workflow_id=wid,
+                detail = f"{type(exc).__name__}: {self._redact_text(str(exc))}"
+                raise self._transport_error(
+                    f"could not reach Portable at {self._base_url} for workflow {wid}: {detail}",
+                    wid,
+                    f"{_connection_failure(exc)} ({detail})",
                 ) from self._safe_cause(exc)
             finally:
                 self._in_flight -= 1
@@ -275,6 +317,22 @@ class PortableClient:
             raise error
         self._pacer.on_success()
         return self._parse(body, wid)
+
+    def _transport_error(self, message: str, wid: int, cause: str) -> TransportError:
+        """Return the error for a request with no HTTP answer: transient, unless first contact has timed out."""
+        limit = self._first_contact_timeout
+        if self._answered or limit is None or self._first_try is None:
+            return TransportError(message, workflow_id=wid)
+        waited = asyncio.get_running_loop().time() - self._first_try
+        if waited < limit:
+            return TransportError(message, workflow_id=wid)
+        return TransportError(
+            f"never reached Portable at {self._base_url}: {cause}; no answer at all in the {waited:.0f} s since "
+            f"this client's first request (first_contact_timeout={limit:g} s). Check the base URL, its host "
+            "name and port, and any proxy or TLS settings",
+            workflow_id=wid,
+            transient=False,
+        )
 
     def _error_from(self, status_code: int, headers: Any, body: bytes, wid: int) -> PortableAPIError:
         if 300 <= status_code < 400:
@@ -316,6 +374,34 @@ class PortableClient:
 
     def _redact_text(self, text: str) -> str:
         return text.replace(self._key_bytes.decode(), _REDACTED.decode())
+
+
+# aiohttp 3.10 added ClientConnectorDNSError; before it, a DNS failure is a ClientConnectorError over a gaierror.
+_DNS_ERRORS: tuple[type[BaseException], ...] = tuple(
+    cls for cls in (getattr(aiohttp, "ClientConnectorDNSError", None), socket.gaierror) if cls is not None
+)
+
+
+def _connection_failure(exc: BaseException) -> str:
+    """Name why a connection failed, in the words a user checks a setting by."""
+    if isinstance(exc, _DNS_ERRORS):
+        return "host name not resolved"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "TLS certificate not accepted"
+    if isinstance(exc, (aiohttp.ClientSSLError, ssl.SSLError)):
+        return "TLS error"
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return "proxy connection failed"
+    cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(cause, socket.gaierror):
+        return "host name not resolved"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "connection closed with no answer"
+    if isinstance(cause, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return "connection timed out"
+    return "connection failed"
 
 
 def _resolve_key(api_key: str | None) -> str:

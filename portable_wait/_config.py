@@ -14,6 +14,7 @@ from ._retry import exponential_backoff
 from ._validate import check_int, check_number, check_seconds
 
 __all__ = [
+    "DEFAULT_FIRST_CONTACT_TIMEOUT",
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_POLL",
     "DEFAULT_REQUEST_TIMEOUT",
@@ -28,6 +29,10 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 
 DEFAULT_MAX_CONCURRENCY = 10
 """Requests in flight at once per client, and the size of its connection pool."""
+
+DEFAULT_FIRST_CONTACT_TIMEOUT = 30.0
+"""Seconds a client keeps trying a server that has never answered it (`PortableClient`'s
+``first_contact_timeout``); past that a wrong URL fails instead of being ridden out as an outage."""
 
 
 def honour_retry_after(delay: float, retry_after: float | None, cap: float) -> float:

@@ -7,10 +7,10 @@
     │   ├── AuthenticationError        401: no valid API key
     │   ├── PermissionDeniedError      403: the key may not see this workflow, or the plan lacks the feature
     │   └── WorkflowNotFoundError      404: no workflow with that ID
-    ├── TransportError                 connection failed, reset or timed out (no HTTP answer)
+    ├── TransportError                 connection failed, reset or timed out (no HTTP answer); .transient
     ├── InvalidResponseError           a 200 whose body is not a workflow status (.transient: not JSON / cut short)
     ├── WorkflowFailedError            the workflow finished with disposition FAILED; .status
-    └── WaitTimeoutError               the wait's own timeout passed (also a TimeoutError); .last_status
+    └── WaitTimeoutError               the wait's own timeout passed (also a TimeoutError); .last_status, .after
 
 Every exception has ``.workflow_id`` (None where no workflow is concerned). Messages never contain the API key:
 they are built from the server's answer, which the client redacts before it gets here.
@@ -111,9 +111,16 @@ class WorkflowNotFoundError(PortableAPIError):
 
 
 class TransportError(PortableError):
-    """No HTTP answer: the connection failed, was reset, or the request timed out."""
+    """No HTTP answer: the connection failed, was reset, or the request timed out.
 
-    transient = True
+    Attributes:
+        transient: True (ridden out and retried) unless the client has never had an answer from the server
+            and its ``first_contact_timeout`` has passed: then the address is more likely wrong than down.
+    """
+
+    def __init__(self, message: str, *, workflow_id: int | None = None, transient: bool = True) -> None:
+        super().__init__(message, workflow_id=workflow_id)
+        self.transient = transient
 
 
 class InvalidResponseError(PortableError):
@@ -150,19 +157,49 @@ class WorkflowFailedError(PortableError):
 class WaitTimeoutError(PortableError, TimeoutError):
     """The wait's ``timeout`` passed before the workflow finished.
 
+    When the wait had ``after`` and saw only a result older than it (the previous run's, so the run waited for
+    never showed up), the message says so: "no run completed after T was seen; the last result, SUCCEEDED at
+    T0, is older".
+
     Attributes:
+        timeout: The wait's timeout, in seconds.
         last_status: The last status seen, or None if no poll had answered yet.
+        after: The wait's ``after``, or None.
     """
 
     workflow_id: int
 
-    def __init__(self, workflow_id: int, timeout: float, last_status: WorkflowStatus | None) -> None:
-        seen = f"last seen {last_status.lifecycle.value}" if last_status is not None else "no status received"
-        super().__init__(
-            f"workflow {workflow_id} did not finish within {timeout:g} s ({seen})", workflow_id=workflow_id
-        )
+    def __init__(
+        self,
+        workflow_id: int,
+        timeout: float,
+        last_status: WorkflowStatus | None,
+        *,
+        after: datetime | None = None,
+    ) -> None:
+        if last_status is None:
+            seen = " (no status received)"
+        elif after is not None and last_status.lifecycle.value == "NOT_RUNNING":
+            # A NOT_RUNNING status ends a wait unless it is older than `after`: this one was.
+            done = last_status.completed_at
+            last = (
+                f"{last_status.disposition.value} at {_when(done)}, is older"
+                if done is not None
+                else f"{last_status.disposition.value} with no completion time, is not a run after it"
+            )
+            seen = f": no run completed after {_when(after)} was seen; the last result, {last}"
+        else:
+            seen = f" (last seen {last_status.lifecycle.value})"
+        super().__init__(f"workflow {workflow_id} did not finish within {timeout:g} s{seen}", workflow_id=workflow_id)
         self.timeout = timeout
         self.last_status = last_status
+        self.after = after
+
+
+def _when(moment: datetime) -> str:
+    utc = moment.astimezone(timezone.utc)
+    text = utc.isoformat(timespec="seconds" if utc.microsecond == 0 else "milliseconds")
+    return text.replace("+00:00", "Z")
 
 
 def is_transient(error: BaseException) -> bool:

@@ -38,6 +38,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._clock import ServerClock
 from ._errors import PortableError, WorkflowFailedError
 from ._models import WorkflowStatus
 from ._polling import WaitOptions, WaitState
@@ -80,8 +81,8 @@ class _Waiter(WaitState):
 
     sink: asyncio.Future[Any] | Deliver | None
 
-    def __init__(self, wid: int, options: WaitOptions, now: float) -> None:
-        super().__init__(wid, options, now)
+    def __init__(self, wid: int, options: WaitOptions, now: float, *, clock: ServerClock | None = None) -> None:
+        super().__init__(wid, options, now, clock=clock)
         self.joined = now
 
 
@@ -153,7 +154,7 @@ class WaitHub:
         """Enroll one wait; its future gets the final status or the error that ended the wait."""
         self._check_open()
         future: asyncio.Future[WorkflowStatus] = self._loop.create_future()
-        waiter = _Waiter(wid, options, self._loop.time())
+        waiter = _Waiter(wid, options, self._loop.time(), clock=self._client.server_clock)
         waiter.sink = future
         self._join(waiter)
         return waiter, future
@@ -173,7 +174,7 @@ class WaitHub:
                 await asyncio.sleep(0)
                 now = self._loop.time()
             self._check_open()
-            waiter = _Waiter(wid, options, now)
+            waiter = _Waiter(wid, options, now, clock=self._client.server_clock)
             waiter.sink = deliver
             waiters.append(waiter)
             self._join(waiter)
@@ -497,7 +498,7 @@ async def poll_round(client: PortableClient, states: Mapping[int, WaitState]) ->
         if state.deadline is not None and hub.loop.time() >= state.deadline:
             results[wid] = state.timed_out(None)
             continue
-        waiter = _RoundWaiter(wid, state.options, hub.loop.time())
+        waiter = _RoundWaiter(wid, state.options, hub.loop.time(), clock=client.server_clock)
         _copy_state(state, waiter)
         future: asyncio.Future[Any] = hub.loop.create_future()
         waiter.sink = future

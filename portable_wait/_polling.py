@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from ._clock import UNKNOWN_OFFSET, ServerClock, completed_after
 from ._config import DEFAULT_POLL, PollPolicy, honour_retry_after
 from ._errors import PortableError, WaitTimeoutError, WorkflowFailedError, is_transient
 from ._models import Disposition, Lifecycle, WorkflowStatus
@@ -151,10 +152,13 @@ async def wait_for_completion(
         poll: The polling schedule. Default ``PollPolicy()``.
         raise_on_failure: If True (the default), a FAILED run raises `WorkflowFailedError`; if False, its
             status is returned.
-        after: A timezone-aware datetime, typically when you triggered the run. A NOT_RUNNING status then
-            counts as final only if its ``completed_at >= after``, or if this wait has itself seen the workflow
+        after: A timezone-aware datetime, read *before* you triggered the run. A NOT_RUNNING status then
+            counts as final only if it completed after ``after``, or if this wait has itself seen the workflow
             PENDING or RUNNING. Without it, a wait that starts right after a trigger can return the previous
-            run's result. Compare clocks: ``after`` is yours, ``completed_at`` is Portable's.
+            run's result. ``after`` (your clock) is compared with ``completed_at`` on Portable's clock, as
+            estimated from its ``Date`` headers (``client.server_clock``), less a margin of about half a second
+            (`portable_wait._clock`). If the wait times out having seen only an older result,
+            `WaitTimeoutError` says so.
         on_poll: Called after every poll with a `PollEvent`; may be a coroutine function (it is awaited, so
             keep it quick). An exception it raises is logged and ignored.
 
@@ -187,18 +191,22 @@ async def wait_for_completion(
 
 
 class WaitState:
-    """One wait on one workflow: what it has seen, and every decision about it. No I/O, no loop, no clock.
+    """One wait on one workflow: what it has seen, and every decision about it. No I/O and no loop of its own.
 
     The hub drives thousands of them, so it is small (``__slots__``, the options shared) and keeps no parsed
     status: the hub rebuilds ``WaitTimeoutError.last_status`` from the stream's last body when it is needed.
     Times are the event loop's (`loop.time()`); `snapshot` and `restore` carry a state across processes on
     the wall clock.
+
+    ``clock`` is the client's `ServerClock` (``client.server_clock``), read when the ``after`` rule compares a
+    ``completedAt`` (Portable's clock) with ``after`` (ours); None assumes the two clocks agree.
     """
 
-    __slots__ = ("deadline", "failing_since", "options", "polls", "seen_active", "started", "wid")
+    __slots__ = ("clock", "deadline", "failing_since", "options", "polls", "seen_active", "started", "wid")
 
-    def __init__(self, wid: int, options: WaitOptions, now: float) -> None:
+    def __init__(self, wid: int, options: WaitOptions, now: float, *, clock: ServerClock | None = None) -> None:
         self.wid = wid
+        self.clock = clock
         self.options = options
         self.started = now
         self.deadline = None if options.timeout is None else now + options.timeout
@@ -234,7 +242,10 @@ class WaitState:
         if after is None or self.seen_active:
             return False
         # Still the previous run's result (or none at all): the run we wait for has not shown up yet.
-        return status.completed_at is None or status.completed_at < after
+        if status.completed_at is None:
+            return True
+        estimate = self.clock.estimate() if self.clock is not None else UNKNOWN_OFFSET
+        return not completed_after(status.completed_at, after, offset=estimate.offset, margin=estimate.margin)
 
     def trusts_stale(self, status: WorkflowStatus) -> bool:
         """Return True if an answer to a request sent before this wait began may still serve as its first.
@@ -276,7 +287,7 @@ class WaitState:
     def timed_out(self, last_status: WorkflowStatus | None) -> WaitTimeoutError:
         """Return the error for a wait whose deadline passed; ``last_status`` is the last answer it saw."""
         assert self.options.timeout is not None
-        return WaitTimeoutError(self.wid, self.options.timeout, last_status)
+        return WaitTimeoutError(self.wid, self.options.timeout, last_status, after=self.options.after)
 
     def log_failed_poll(self, error: PortableError, delay: float) -> None:
         logger.warning(

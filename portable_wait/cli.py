@@ -23,6 +23,7 @@ import contextlib
 import heapq
 import json
 import logging
+import math
 import os
 import secrets
 import signal
@@ -53,6 +54,8 @@ __all__ = ["main"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 _DEMO_POLL = PollPolicy(initial=0.5, maximum=3.0, multiplier=1.5, jitter=0.2, outage_tolerance=60.0)
 _MAX_ROWS = 40
+_NOW_LOOK_BACK = 10.0
+"""Seconds before the command started that ``--after now`` stands for (see `_parse_after`)."""
 
 
 class _UsageError(Exception):
@@ -128,7 +131,15 @@ def _parser() -> argparse.ArgumentParser:
 
     waiting = argparse.ArgumentParser(add_help=False)
     waiting.add_argument("--timeout", type=_seconds, default=None, help="seconds to wait for each workflow")
-    waiting.add_argument("--after", default=None, help="ISO time the runs were triggered, or 'now'")
+    waiting.add_argument(
+        "--after",
+        default=None,
+        metavar="WHEN",
+        help="only a run completed after WHEN counts: an ISO 8601 time (no offset: local time) or Unix seconds, "
+        'read before triggering: since=$(date -u +%%FT%%TZ); trigger ...; --after "$since". '
+        f"'now' means {_NOW_LOOK_BACK:g} s before this command started, so a run triggered just before it "
+        f"counts even if it already ended (but so does an earlier run that ended in those {_NOW_LOOK_BACK:g} s)",
+    )
     waiting.add_argument(
         "--poll-initial", type=_seconds, default=None, help=f"first poll interval (default {DEFAULT_POLL.initial:g})"
     )
@@ -182,14 +193,37 @@ def _poll_policy(args: argparse.Namespace) -> PollPolicy:
 
 
 def _parse_after(text: str | None) -> datetime | None:
+    """Return ``--after`` as an aware datetime: an ISO 8601 time, Unix seconds, or 'now'.
+
+    'now' cannot be the moment this command started: ``trigger && portable-wait wait ID --after now`` reads it
+    after the trigger, and a run that fails within a second (bad source credentials) has completed before it,
+    so it would never count. 'now' is therefore `_NOW_LOOK_BACK` seconds earlier: a run triggered up to then
+    counts even if it is over; the price is that a run which *ended* in those seconds counts too. The exact
+    form, a time read before triggering, has neither problem.
+    """
     if text is None:
         return None
-    if text.strip().lower() == "now":
-        return datetime.now(timezone.utc)
+    value = text.strip()
+    if value.lower() == "now":
+        return datetime.fromtimestamp(time.time() - _NOW_LOOK_BACK, timezone.utc)
     try:
-        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        seconds = float(value)
     except ValueError:
-        raise _UsageError(f"--after must be an ISO 8601 time or 'now', got {text!r}") from None
+        pass
+    else:
+        if not math.isfinite(seconds) or seconds < 0:
+            raise _UsageError(f"--after in Unix seconds must be a finite number >= 0, got {text!r}")
+        try:
+            return datetime.fromtimestamp(seconds, timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            raise _UsageError(f"--after {text!r} is out of range for a time in Unix seconds") from None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise _UsageError(
+            f"--after must be an ISO 8601 time (e.g. 2026-11-29T04:05:06Z, as `date -u +%FT%TZ` prints), "
+            f"Unix seconds (e.g. 1795925106, as `date +%s` prints), or 'now'; got {text!r}"
+        ) from None
     # A time typed without an offset is the user's local time.
     return when if when.tzinfo is not None else when.astimezone()
 

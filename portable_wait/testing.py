@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import json
 import math
 import random
@@ -214,6 +215,8 @@ class FakePortable:
             ``Retry-After: 1``, like a real gateway.
         lowercase: Serve enum values in lower case, as Portable's own docs show them.
         seed: Seed for random faults and `populate`.
+        clock_offset: Seconds the fake's clock is ahead of the machine's (negative: behind); its ``Date``
+            headers and ``completedAt`` values are shifted by it, to test clock skew.
     """
 
     def __init__(
@@ -224,8 +227,10 @@ class FakePortable:
         rate_limit: float | None = None,
         lowercase: bool = False,
         seed: int | None = None,
+        clock_offset: float = 0.0,
     ) -> None:
         self.api_key = api_key
+        self.clock_offset = clock_offset
         self.rate_limit = rate_limit
         self.lowercase = lowercase
         self.requests: list[RequestRecord] = []
@@ -250,6 +255,8 @@ class FakePortable:
         """Start serving."""
         app = web.Application()
         app.router.add_get("/v2/workflows/{id}/status", self._handle)
+        if self.clock_offset:
+            app.on_response_prepare.append(self._stamp_date)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, "127.0.0.1", self._port, reuse_address=True)
@@ -327,6 +334,13 @@ class FakePortable:
         kwargs.setdefault("retry", FAST_RETRY)
         return PortableClient(self.api_key, base_url=self.base_url, **kwargs)
 
+    def now(self) -> datetime:
+        """The fake's wall clock (the machine's, shifted by ``clock_offset``)."""
+        return datetime.now(timezone.utc) + timedelta(seconds=self.clock_offset)
+
+    async def _stamp_date(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Date"] = email.utils.formatdate(time.time() + self.clock_offset, usegmt=True)
+
     def elapsed(self) -> float:
         """Seconds since the server started."""
         return time.monotonic() - self._started
@@ -361,7 +375,7 @@ class FakePortable:
                 `trigger` starts one.
             previous: The disposition of an earlier, finished run ("SUCCEEDED"/"FAILED"), served until this
                 one ends: what a waiter sees right after a trigger.
-            previous_completed_at: When that earlier run completed. Default: an hour ago.
+            previous_completed_at: When that earlier run completed, on the fake's clock (`now`). Default: an hour ago.
             forbidden: Answer 403 for this workflow.
             script: Instead of a timeline, the status bodies to serve, one per request, the last repeated.
         """
@@ -372,7 +386,7 @@ class FakePortable:
             script=[dict(s) for s in script] if script is not None else None,
         )
         if previous is not None:
-            done = previous_completed_at or datetime.now(timezone.utc) - timedelta(hours=1)
+            done = previous_completed_at or self.now() - timedelta(hours=1)
             workflow.last = workflow._body("NOT_RUNNING", _outcome(previous), 1.0, (), done)
         self.workflows[workflow_id] = workflow
         if start and script is None:
@@ -400,7 +414,7 @@ class FakePortable:
         workflow = self.workflows[workflow_id]
         if pending < 0 or running <= 0 or shows_after < 0 or math.isnan(pending + running + shows_after):
             raise ValueError("pending and shows_after must be >= 0 seconds, running > 0 seconds")
-        start = datetime.now(timezone.utc) + timedelta(seconds=shows_after)
+        start = self.now() + timedelta(seconds=shows_after)
         workflow.run = _Run(time.monotonic() + shows_after, start, pending, running, _outcome(outcome), tuple(errors))
 
     def finish(self, workflow_id: int, outcome: str = "SUCCEEDED", errors: Iterable[str] = ()) -> None:

@@ -67,3 +67,18 @@ def blocking() -> None:
     sync.wait_for_completion(1, timout=10)  # type: ignore[call-arg]
     mixed: dict[int, WorkflowStatus | PortableError] = sync.wait_for_many([1], return_exceptions=True)
     print(status, many, mixed)
+
+
+async def first_contact_and_clock() -> None:
+    async with PortableClient("key", first_contact_timeout=10.0) as client:
+        limit: float | None = client.first_contact_timeout
+        offset: float = client.server_clock.estimate().offset
+        try:
+            await wait_for_completion(client, 1, after=datetime.now(timezone.utc), timeout=60)
+        except WaitTimeoutError as error:
+            after: datetime | None = error.after
+            print(after)
+        except portable_wait.TransportError as error:
+            transient: bool = error.transient
+            print(transient)
+        print(limit, offset)

@@ -94,11 +94,41 @@ def test_errors_wait_timeout_is_a_timeout_error() -> None:
     assert "2.5 s" in str(error) and "RUNNING" in str(error)
 
 
+def test_errors_wait_timeout_says_it_saw_only_results_older_than_after() -> None:
+    after = datetime(2026, 11, 29, 4, 5, 6, tzinfo=timezone.utc)
+    older = WorkflowStatus.model_validate(
+        {"id": 5, "lifecycle": "NOT_RUNNING", "disposition": "SUCCEEDED", "completedAt": "2026-11-29T03:59:00Z"}
+    )
+    error = WaitTimeoutError(5, 60, older, after=after)
+    assert str(error) == (
+        "workflow 5 did not finish within 60 s: no run completed after 2026-11-29T04:05:06Z was seen; "
+        "the last result, SUCCEEDED at 2026-11-29T03:59:00Z, is older"
+    )
+    assert (error.workflow_id, error.last_status, error.after) == (5, older, after)
+    never_ran = WorkflowStatus.model_validate({"id": 5, "lifecycle": "NOT_RUNNING", "disposition": "NONE"})
+    assert "no run completed after 2026-11-29T04:05:06Z was seen" in str(WaitTimeoutError(5, 1, never_ran, after=after))
+    # A wait that saw the run going, or had no after=, times out as before.
+    running = WorkflowStatus.model_validate({"id": 5, "lifecycle": "RUNNING", "disposition": "NONE"})
+    assert (
+        str(WaitTimeoutError(5, 60, running, after=after))
+        == "workflow 5 did not finish within 60 s (last seen RUNNING)"
+    )
+    assert WaitTimeoutError(5, 60, older).after is None
+    assert "older" not in str(WaitTimeoutError(5, 60, older))
+
+
+def test_errors_transport_error_is_transient_unless_told() -> None:
+    assert is_transient(TransportError("reset"))
+    assert not is_transient(TransportError("never reached", transient=False))
+
+
 @pytest.mark.parametrize(
     "error",
     [
         WorkflowFailedError(_status(errors=["x"])),
         WaitTimeoutError(5, 1.0, None),
+        WaitTimeoutError(5, 1.0, None, after=datetime(2026, 1, 1, tzinfo=timezone.utc)),
+        TransportError("never reached", workflow_id=3, transient=False),
         AuthenticationError(401, "Unauthorized", workflow_id=3),
         TransportError("reset", workflow_id=3),
     ],
