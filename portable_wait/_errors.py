@@ -13,7 +13,9 @@
     └── WaitTimeoutError               the wait's own timeout passed (also a TimeoutError); .last_status
 
 Every exception has ``.workflow_id`` (None where no workflow is concerned). Messages never contain the API key:
-they are built from the server's answer, which the client redacts before it gets here.
+server-provided text is decoded first (JSON, UTF-8), then redacted by the client's `Redactor` (every encoding,
+see ``_redact``), then cut. No exception raised by the library has an aiohttp or pydantic error on
+``__cause__`` or ``__context__``: their text and repr can hold the key or the raw body.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import TYPE_CHECKING
+
+from ._redact import Redactor
 
 if TYPE_CHECKING:
     from ._models import WorkflowStatus
@@ -204,30 +208,33 @@ def error_from_response(
     *,
     workflow_id: int | None = None,
     now: datetime | None = None,
+    redactor: Redactor | None = None,
 ) -> PortableAPIError:
-    """Map a non-2xx answer to the matching `PortableAPIError` subclass. Pure: no I/O."""
+    """Map a non-2xx answer to the matching `PortableAPIError` subclass. Pure: no I/O.
+
+    ``redactor`` removes the API key from the server's message after it is decoded and before it is cut.
+    """
     cls = _BY_STATUS.get(status_code, PortableAPIError)
     return cls(
         status_code,
-        _server_message(status_code, body),
+        _server_message(status_code, body, redactor or Redactor()),
         workflow_id=workflow_id,
         retry_after=parse_retry_after(headers.get("Retry-After"), now),
     )
 
 
-def _server_message(status_code: int, body: bytes) -> str:
+def _server_message(status_code: int, body: bytes, redactor: Redactor) -> str:
     text = body.decode("utf-8", errors="replace").strip()
     try:
         payload = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         payload = None
     if isinstance(payload, dict) and isinstance(payload.get("message"), str):
+        # Decoded before redaction: JSON escapes (\/, \u003d) are gone, so is no form of the key left unseen.
         text = payload["message"]
     elif payload is None and text.lstrip().startswith("<"):
         text = "an HTML page instead of JSON (a proxy or load balancer answered?)"
-    text = " ".join(text.split())
-    if len(text) > _MAX_MESSAGE:
-        text = text[:_MAX_MESSAGE] + "..."
+    text = redactor.excerpt(" ".join(text.split()), _MAX_MESSAGE)
     if not text:
         try:
             text = HTTPStatus(status_code).phrase
