@@ -51,25 +51,52 @@ REDACTED = "[redacted]"
 MIN_PIECE = 8
 T = TypeVar("T")
 
-_NAMED_ENTITIES = {"+": ("&plus;",), "/": ("&sol;",), "=": ("&equals;",), ".": ("&period;",), "~": ("&tilde;",)}
+# One encoded character: a JSON escape, a percent-escape (possibly double), an HTML character reference.
+_UNIT = re.compile(
+    r"\\u([0-9a-fA-F]{4})|\\(/)|%(?:25)?([0-9a-fA-F]{2})|&#([0-9]{1,7});|&#[xX]([0-9a-fA-F]{1,6});|&([a-zA-Z]{2,8});"
+)
+_NAMED = {"plus": "+", "sol": "/", "equals": "=", "period": ".", "tilde": "~", "lowbar": "_", "hyphen": "-"}
+_LONGEST_UNIT = 11  # "&#0000043;"
 
 
-def _char_forms(char: str) -> str:
-    """Return a regex alternation matching ``char`` in every encoding a server may produce."""
-    code = ord(char)
-    forms = [
-        re.escape(char),
-        rf"\\u{code:04x}",  # JSON \uXXXX; the pattern is case-insensitive, so \u002B too
-        rf"%(?:25)?{code:02x}",  # URL-encoded, once or twice, either case
-        rf"&#0*{code};",
-        rf"&#x0*{code:x};",
-    ]
-    if char == "/":
-        forms.append(r"\\/")
-    if char == "+":
-        forms.append(" ")  # unquote_plus of a raw "+"
-    forms.extend(re.escape(entity) for entity in _NAMED_ENTITIES.get(char, ()))
-    return "(?:" + "|".join(forms) + ")"
+def _decode_unit(match: re.Match[str]) -> str | None:
+    json_hex, slash, percent, decimal, hexadecimal, name = match.groups()
+    if slash:
+        return "/"
+    if name is not None:
+        return _NAMED.get(name.lower())
+    code = int(decimal) if decimal is not None else int(json_hex or percent or hexadecimal, 16)
+    return chr(code) if code < 0x110000 else None
+
+
+def _fold(text: str) -> str:
+    # Letters in either case, and a "+" that a form decoder turned into a space, compare equal.
+    return text.lower().replace(" ", "+")
+
+
+def _canonical(text: str) -> tuple[str, list[int] | None]:
+    """Return ``text`` with every encoded character decoded and folded, and where each character came from.
+
+    The offsets list has one entry per canonical character (its start in ``text``) plus ``len(text)``; None
+    means the identity (nothing was encoded), the common case, which costs one scan.
+    """
+    if "\\" not in text and "%" not in text and "&" not in text:
+        return _fold(text), None
+    chars: list[str] = []
+    starts: list[int] = []
+    position = 0
+    for match in _UNIT.finditer(text):
+        decoded = _decode_unit(match)
+        if decoded is None:
+            continue
+        chars.append(text[position : match.start()])
+        starts.extend(range(position, match.start()))
+        chars.append(decoded)
+        starts.append(match.start())
+        position = match.end()
+    chars.append(text[position:])
+    starts.extend(range(position, len(text) + 1))
+    return _fold("".join(chars)), starts
 
 
 def _base64_forms(key: str) -> list[str]:
@@ -85,89 +112,75 @@ def _base64_forms(key: str) -> list[str]:
     return found
 
 
-def _pieces(secret: str, size: int) -> Iterable[str]:
-    if len(secret) <= size:
-        yield secret
-        return
-    seen = set()
-    for start in range(len(secret) - size + 1):
-        piece = secret[start : start + size]
-        if piece not in seen:
-            seen.add(piece)
-            yield piece
-
-
-def _pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
-    alternatives = []
-    for secret in secrets:
-        for piece in _pieces(secret, MIN_PIECE):
-            alternatives.append("".join(_char_forms(c) for c in piece))
-    if not alternatives:
-        return None
-    return re.compile("|".join(alternatives), re.IGNORECASE)
-
-
-def _longest_form(secrets: Iterable[str]) -> int:
-    return max((len(s) * 9 for s in secrets), default=0)  # "&#x0002b;" is as long as a form gets, in practice
-
-
 class Redactor:
     """Remove one or more API keys, in every form a server plausibly echoes them, from text and bytes.
 
     Args:
         *keys: The secrets to remove. Empty strings are ignored.
 
+    How: the text is decoded into a canonical form (escapes decoded, letters folded, with a map back to the
+    original offsets), every window of `MIN_PIECE` characters of a key (the whole key, if shorter) is looked
+    up in it, and the matching spans, merged, are replaced in the original text. Linear in the text's length.
     The repr never shows the keys. A `Redactor` with no keys returns its input unchanged.
     """
 
-    __slots__ = ("__keys", "__margin", "__pattern")
+    __slots__ = ("__count", "__grams", "__margin")
 
     def __init__(self, *keys: str) -> None:
         secrets = [k for k in dict.fromkeys(keys) if k]
         expanded = secrets + [form for k in secrets for form in _base64_forms(k)]
-        self.__keys = tuple(secrets)
-        self.__pattern = _pattern(expanded)
-        self.__margin = _longest_form(expanded)
+        grams: dict[int, set[str]] = {}
+        for secret in expanded:
+            folded = _fold(secret)
+            size = min(MIN_PIECE, len(folded))
+            grams.setdefault(size, set()).update(folded[i : i + size] for i in range(len(folded) - size + 1))
+        self.__count = len(secrets)
+        self.__grams = sorted(grams.items(), reverse=True)
+        self.__margin = max((len(s) for s in expanded), default=0) * _LONGEST_UNIT
 
     def __repr__(self) -> str:
-        return f"<Redactor of {len(self.__keys)} key(s)>"
+        return f"<Redactor of {self.__count} key(s)>"
 
     def __bool__(self) -> bool:
-        return self.__pattern is not None
+        return bool(self.__grams)
+
+    def _spans(self, canonical: str) -> list[list[int]]:
+        spans: list[list[int]] = []
+        for size, grams in self.__grams:
+            for start in range(len(canonical) - size + 1):
+                if canonical[start : start + size] in grams:
+                    spans.append([start, start + size])
+        spans.sort()
+        merged: list[list[int]] = []
+        for start, end in spans:
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        return merged
 
     def text(self, text: str) -> str:
         """Return ``text`` with every form of every key replaced by ``[redacted]``."""
-        pattern = self.__pattern
-        if pattern is None or not text:
+        if not self.__grams or not text:
             return text
-        spans: list[list[int]] = []
-        # Search again one character after each match's start: pieces of a key overlap, and the merged spans
-        # then cover the whole key (or the longest piece of it) instead of one MIN_PIECE window.
-        position = 0
-        while (match := pattern.search(text, position)) is not None:
-            self._extend(spans, match.start(), match.end())
-            position = match.start() + 1
+        canonical, starts = _canonical(text)
+        spans = self._spans(canonical)
         if not spans:
             return text
         out = []
         last = 0
         for start, end in spans:
+            if starts is not None:
+                start, end = starts[start], starts[end]
             out.append(text[last:start])
             out.append(REDACTED)
             last = end
         out.append(text[last:])
         return "".join(out)
 
-    @staticmethod
-    def _extend(spans: list[list[int]], start: int, end: int) -> None:
-        if spans and start <= spans[-1][1]:
-            spans[-1][1] = max(spans[-1][1], end)
-        else:
-            spans.append([start, end])
-
     def bytes(self, data: bytes) -> bytes:
         """Return ``data`` redacted, byte for byte where nothing matched (the keys are ASCII)."""
-        if self.__pattern is None or not data:
+        if not self.__grams or not data:
             return data
         return self.text(data.decode("latin-1")).encode("latin-1")
 
@@ -190,7 +203,7 @@ class Redactor:
 
     def contains(self, text: str) -> bool:
         """Return True if ``text`` holds any form of a key."""
-        return self.__pattern is not None and self.__pattern.search(text) is not None
+        return bool(self.__grams) and bool(self._spans(_canonical(text)[0]))
 
 
 def _walk(value: Any, fix: Any) -> Any:
