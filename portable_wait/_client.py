@@ -235,7 +235,7 @@ class PortableClient:
                 )
             except aiohttp.ClientResponseError as exc:
                 failure = TransportError(
-                    f"bad HTTP answer for workflow {wid}: {exc.status} {self._redactor.excerpt(exc.message, 200)}",
+                    f"bad HTTP answer for workflow {wid}: {exc.status} {self._redactor.excerpt(' '.join(exc.message.split()), 200)}",
                     workflow_id=wid,
                 )
             except (aiohttp.ClientError, OSError) as exc:

@@ -300,7 +300,7 @@ class RedactingFilter(logging.Filter):
         except Exception:  # a bad format string: leave it to logging's own error handling, but redacted
             message = f"{record.msg!r} % {record.args!r}"
         cleaned = redactor.text(message)
-        if cleaned != message or record.args:
+        if cleaned != message:
             record.msg, record.args = cleaned, None
         if record.exc_info and record.exc_info[1] is not None:
             text = record.exc_text or "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")

@@ -278,18 +278,24 @@ class Records(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(self.format(record))
 
+    def install(self) -> None:
+        # The in-process CLI replaces the logger's handlers: put this one back before each check.
+        logger = logging.getLogger("portable_wait")
+        if self not in logger.handlers:
+            logger.addHandler(self)
+        logger.setLevel(logging.DEBUG)
+        self.lines.clear()
+
 
 @pytest.fixture
 def records() -> Iterator[Records]:
     logger = logging.getLogger("portable_wait")
-    handler, level = Records(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    handler = Records()
     try:
         yield handler
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+        logger.handlers[:], logger.level, logger.propagate = saved
 
 
 # -- what is checked ----------------------------------------------------------------------------------------
@@ -307,7 +313,7 @@ async def _library_wait(base_url: str, key: str) -> tuple[Any, list[PollEvent], 
 
 
 def check_library(server: EchoServer, key: str, records: Records) -> Any:
-    records.lines.clear()
+    records.install()
     outcome, events, payload = asyncio.run(_library_wait(server.base_url, key))
     if isinstance(outcome, BaseException):
         assert_exception_clean(outcome, key)
