@@ -10,6 +10,7 @@ import logging
 import sys
 import urllib.parse
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -107,7 +108,7 @@ def test_redact_bytes() -> None:
 
 
 def test_redact_payload_walks_json() -> None:
-    payload = {"message": f"x {KEY}", "results": {"7": {"errors": [KEY, "fine"], "n": 3, "ok": None}}}
+    payload: dict[str, Any] = {"message": f"x {KEY}", "results": {"7": {"errors": [KEY, "fine"], "n": 3, "ok": None}}}
     cleaned = redact_payload(payload, Redactor(KEY))
     assert KEY not in json.dumps(cleaned)
     assert cleaned["results"]["7"]["errors"][1] == "fine" and cleaned["results"]["7"]["n"] == 3
