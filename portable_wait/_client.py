@@ -206,6 +206,15 @@ class PortableClient:
         )
 
     async def _attempt(self, wid: int) -> WorkflowStatus:
+        # Raised here, not where the answer is read: a traceback's frames then hold no local bound to the raw
+        # body, the response or its headers, which error reporters that record locals (Sentry) would show.
+        outcome = await self._exchange(wid)
+        if isinstance(outcome, PortableError):
+            raise outcome
+        return outcome
+
+    async def _exchange(self, wid: int) -> WorkflowStatus | PortableError:
+        """Make one request; return its status, or the error it ended in (never raised here)."""
         session = self._ensure_session()
         assert self._semaphore is not None
         async with self._semaphore:
@@ -215,7 +224,7 @@ class PortableClient:
                 self._pacer.count_send(asyncio.get_running_loop().time())
             self._in_flight += 1
             self._requests += 1
-            # Failures are built into `failure` and raised outside the except blocks, so no exception of ours has
+            # Failures are built into `failure` and raised outside any except block, so no exception of ours has
             # aiohttp's error (whose repr shows the request headers, key included) on __cause__ or __context__.
             failure: PortableError | None = None
             try:
@@ -235,7 +244,7 @@ class PortableClient:
                 )
             except aiohttp.ClientResponseError as exc:
                 failure = TransportError(
-                    f"bad HTTP answer for workflow {wid}: {exc.status} {self._redactor.excerpt(' '.join(exc.message.split()), 200)}",
+                    f"bad HTTP answer for workflow {wid}: {exc.status} {self._describe(exc.message, name=False)}",
                     workflow_id=wid,
                 )
             except (aiohttp.ClientError, OSError) as exc:
@@ -246,18 +255,21 @@ class PortableClient:
             finally:
                 self._in_flight -= 1
         if failure is not None:
-            raise failure
+            return failure
         if status_code != 200:
             error = self._error_from(status_code, headers, body, wid)
             if status_code == 429:
                 self._pacer.on_rate_limited(error.retry_after)
-            raise error
+            return error
         self._pacer.on_success()
-        return self._parse(body, wid, headers.get("Content-Type", ""))
+        return self._outcome_of(body, wid, headers.get("Content-Type", ""))
 
-    def _describe(self, exc: BaseException) -> str:
-        text = " ".join(str(exc).split())
-        return f"{type(exc).__name__}: {self._redactor.excerpt(text, 200)}" if text else type(exc).__name__
+    def _describe(self, exc: object, *, name: bool = True) -> str:
+        """Return an exception's (or a parser message's) text on one line, redacted, then cut: its type kept."""
+        text = self._redactor.excerpt(" ".join(str(exc).split()), 200)
+        if not name:
+            return text
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
     def _error_from(self, status_code: int, headers: Any, body: bytes, wid: int) -> PortableAPIError:
         if 300 <= status_code < 400:
@@ -268,17 +280,24 @@ class PortableClient:
         return error_from_response(status_code, headers, body, workflow_id=wid, redactor=self._redactor)
 
     def _parse(self, body: bytes, wid: int, content_type: str = "") -> WorkflowStatus:
+        """Return the status in ``body``; raise `InvalidResponseError` if it is none."""
+        outcome = self._outcome_of(body, wid, content_type)
+        if isinstance(outcome, InvalidResponseError):
+            raise outcome
+        return outcome
+
+    def _outcome_of(self, body: bytes, wid: int, content_type: str) -> WorkflowStatus | InvalidResponseError:
         # pydantic's ValidationError holds the whole body (its text shows input values): only a list of
-        # problems, built without input, leaves the except block, and the error is raised outside it.
+        # problems, built without input, leaves the except block.
         problems: list[Any] | None = None
         try:
             status = WorkflowStatus.model_validate_json(body)
         except ValidationError as exc:
             problems = list(exc.errors(include_url=False, include_input=False, include_context=False))
         if problems is not None:
-            raise self._invalid(body, wid, content_type, problems)
+            return self._invalid(body, wid, content_type, problems)
         if status.id != wid:
-            raise InvalidResponseError(
+            return InvalidResponseError(
                 f"asked for workflow {wid}, Portable answered about workflow {status.id}", workflow_id=wid
             )
         return self._scrub(status)

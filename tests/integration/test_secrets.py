@@ -140,6 +140,16 @@ def assert_exception_clean(error: BaseException, key: str) -> None:
         # Only our own exceptions or plain built-ins on the chain: aiohttp's and pydantic's hold headers / input.
         assert type(link).__module__.split(".")[0] in ("portable_wait", "builtins", "asyncio"), type(link)
     assert_clean("".join(traceback.format_exception(error)), key, "the formatted traceback")
+    # Error reporters that record each frame's locals (Sentry's with_locals) show them: no library frame on the
+    # traceback may hold the raw body, the response or its headers.
+    for link in exception_chain(error):
+        tb = link.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if frame.f_globals.get("__name__") != __name__:
+                shown = {name: repr(value) for name, value in frame.f_locals.items()}
+                assert_clean(repr(shown), key, f"the locals of {frame.f_code.co_name} in a traceback")
+            tb = tb.tb_next
 
 
 # -- the attacker's server ----------------------------------------------------------------------------------
