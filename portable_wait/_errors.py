@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from ._redact import Redactor
+from ._redact import Redactor, live_redactor
 
 if TYPE_CHECKING:
     from ._models import WorkflowStatus
@@ -57,7 +57,9 @@ class PortableError(Exception):
     workflow_id: int | None
 
     def __init__(self, message: str, *, workflow_id: int | None = None) -> None:
-        super().__init__(message)
+        # Defence in depth: the client redacts server text where it arrives; this catches an error built from a
+        # status made elsewhere (a test double, user code) while a client with that key is alive.
+        super().__init__(live_redactor().text(message))
         self.workflow_id = workflow_id
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -93,7 +95,7 @@ class PortableAPIError(PortableError):
         where = f" for workflow {workflow_id}" if workflow_id is not None else ""
         super().__init__(f"Portable API answered HTTP {status_code}{where}: {message}", workflow_id=workflow_id)
         self.status_code = status_code
-        self.message = message
+        self.message = live_redactor().text(message)
         self.retry_after = retry_after
 
     @property

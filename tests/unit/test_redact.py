@@ -201,3 +201,16 @@ async def test_redact_event_uses_the_clients_key_after_close() -> None:
     event = {"status": "failure", "message": f"workflow 7: FAILED: {KEY}", "results": {}}
     assert KEY not in json.dumps(redact_event(event, client))
     assert redact_event({"message": "fine"}) == {"message": "fine"}
+
+
+async def test_redact_errors_built_elsewhere_while_a_client_lives() -> None:
+    from portable_wait import PortableAPIError, WorkflowFailedError, WorkflowStatus
+
+    status = WorkflowStatus.model_validate(
+        {"id": 3, "lifecycle": "NOT_RUNNING", "disposition": "FAILED", "errors": [f"token {KEY} rejected"]}
+    )
+    assert KEY in str(WorkflowFailedError(status)), "no live client: nothing to redact with"
+    async with PortableClient(KEY):
+        assert KEY[:8] not in str(WorkflowFailedError(status))
+        api = PortableAPIError(500, f"echo {KEY}")
+        assert KEY[:8] not in str(api) and KEY[:8] not in api.message
