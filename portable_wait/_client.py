@@ -326,7 +326,8 @@ class PortableClient:
         JSON, Airflow events) ever holds the key. The common status has no such strings and is returned as is.
         """
         redactor = self._redactor
-        if not any(redactor.contains(text) for text in _strings_of(status)):
+        # One pass over all the strings: NUL is no character of a key, so no piece of one straddles a join.
+        if not redactor.contains("\0".join(_strings_of(status))):
             return status
         resources = tuple(
             r.model_copy(update={"name": redactor.text(r.name), "errors": tuple(map(redactor.text, r.errors))})
