@@ -256,15 +256,19 @@ class _TenacityWait:
             next_delay=self.next_delay,
             before_sleep=self.before_sleep,
         )
+        status: WorkflowStatus | None = None
         try:
-            status: WorkflowStatus = await _until(state.deadline, retrying(self.poll_once))
+            status = await _until(state.deadline, retrying(self.poll_once))
         except TimeoutError:
             if state.deadline is None or self.loop.time() < state.deadline:
                 raise
-            raise state.timed_out() from None
         except PortableError as error:
             await state.emit(self.loop.time(), None, None, error)
             raise
+        if status is None:
+            # Raised outside the except block: the TimeoutError's context is the cancelled request, whose
+            # traceback runs through aiohttp frames that hold the request headers, key included.
+            raise state.timed_out()
         await state.emit(self.loop.time(), status, None)
         return state.outcome(status)
 
