@@ -9,8 +9,9 @@ What a server, or a proxy in front of it, may plausibly echo of the ``Authorizat
 * URL-encoded: ``%2B`` / ``%2b`` for any character (also double-encoded ``%252B``), and a ``+`` that a form
   decoder turned into a space;
 * HTML character references (``&#43;``, ``&#x2b;``, ``&plus;``), as an HTML error page of a proxy writes them;
-* base64 of the key at each of the three alignments, so ``base64("Bearer " + key)`` or any header dump that
-  base64-encodes the key is caught: cheap, and the one binary-to-text form a debugging proxy uses;
+* base64 (and base64url) of the key at each of the three alignments, so ``base64("Bearer " + key)`` or any
+  header dump that base64-encodes the key is caught: cheap, and the one binary-to-text form a debugging proxy
+  uses (hex and other forms are not: no server plausibly writes a header that way);
 * any piece of at least `MIN_PIECE` consecutive characters of the key in those forms, so a key cut in two by
   someone else's truncation (aiohttp's parser quotes a bounded excerpt) leaves no usable piece either.
 
@@ -109,6 +110,7 @@ def _base64_forms(key: str) -> list[str]:
         part = part[: len(part) - len(part) % 3]
         if len(part) >= 6:
             found.append(base64.b64encode(part).decode())
+            found.append(base64.urlsafe_b64encode(part).decode())  # base64url, as JWTs and cookies use
     return found
 
 

@@ -53,6 +53,7 @@ FORMS = {
     "base64 of Bearer key": base64.b64encode(f"Bearer {KEY}".encode()).decode(),
     "base64 offset 1": base64.b64encode(f"x{KEY}".encode()).decode(),
     "base64 offset 2": base64.b64encode(f"xy{KEY}".encode()).decode(),
+    "base64url": base64.urlsafe_b64encode(f"Bearer {KEY}".encode()).decode(),
     "python bytes repr": repr(KEY.encode()),
 }
 
