@@ -56,7 +56,9 @@ class PortableClient:
         api_key: The Portable API key. Defaults to the ``PORTABLE_API_KEY`` environment variable. It is sent only
             as a bearer token to ``base_url``'s host and never shown in a repr, a log line or an exception.
         base_url: The API's root. ``http://`` is refused except for loopback hosts (tests, the fake server),
-            so the key never crosses a network in clear text. Default ``https://api.portable.io``.
+            so the key never crosses a network in clear text. A path is kept as a prefix, for a proxy
+            (``https://gw.example.com/portable``); one ending in the API's own ``/v2`` is refused. Default
+            ``https://api.portable.io``.
         timeout: Seconds one HTTP request may take, from sending it to reading the whole body. Default 30.
         retry: How transient failures of one request are retried. Default ``RetryPolicy()``.
         max_concurrency: Requests in flight at once, across everything using this client; also the size of
