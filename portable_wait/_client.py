@@ -42,6 +42,7 @@ DEFAULT_BASE_URL = "https://api.portable.io"
 API_KEY_ENV = "PORTABLE_API_KEY"
 USER_AGENT = f"portable-wait/{__version__}"
 _EXCERPT = 40  # characters of a body shown in an error, after redaction
+_CLEAN_CACHE = 10_000  # server strings remembered as holding no key (resource names repeat every poll)
 _DEFAULT_RETRY = RetryPolicy()
 
 
@@ -104,6 +105,7 @@ class PortableClient:
         register_key(key)
         # Unregistered on aclose(), or when a client that was never closed is garbage-collected.
         self._unregister = weakref.finalize(self, unregister_key, key)
+        self._clean: set[str] = set()
         self._timeout = float(timeout)
         self._retry = retry
         self._max_concurrency = max_concurrency
@@ -328,8 +330,14 @@ class PortableClient:
         JSON, Airflow events) ever holds the key. The common status has no such strings and is returned as is.
         """
         redactor = self._redactor
+        # Resource names come back on every poll: strings already found clean are not scanned again.
+        fresh = [text for text in _strings_of(status) if text not in self._clean]
+        if not fresh:
+            return status
         # One pass over all the strings: NUL is no character of a key, so no piece of one straddles a join.
-        if not redactor.contains("\0".join(_strings_of(status))):
+        if not redactor.contains("\0".join(fresh)):
+            if len(self._clean) < _CLEAN_CACHE:
+                self._clean.update(fresh)
             return status
         resources = tuple(
             r.model_copy(update={"name": redactor.text(r.name), "errors": tuple(map(redactor.text, r.errors))})

@@ -211,7 +211,12 @@ class Redactor:
 
     def contains(self, text: str) -> bool:
         """Return True if ``text`` holds any form of a key."""
-        return bool(self.__grams) and bool(self._spans(_canonical(text)[0]))
+        canonical = _canonical(text)[0]
+        for (size, grams), runs in zip(self.__grams, self.__runs, strict=True):
+            for run in runs.finditer(canonical):
+                if any(canonical[i : i + size] in grams for i in range(run.start(), run.end() - size + 1)):
+                    return True
+        return False
 
 
 def _walk(value: Any, fix: Any) -> Any:
