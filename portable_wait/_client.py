@@ -10,10 +10,12 @@ import asyncio
 import functools
 import ipaddress
 import os
+import re
 import socket
 import ssl
 import time
 import warnings
+import weakref
 from types import TracebackType
 from typing import Any
 
@@ -41,6 +43,7 @@ from ._errors import (
 from ._hub import WaitHub
 from ._models import WorkflowStatus
 from ._pacing import Pacer
+from ._redact import Redactor, register_key, unregister_key
 from ._validate import check_int, check_seconds, check_timeout, check_workflow_id
 from ._version import __version__
 
@@ -49,8 +52,9 @@ __all__ = ["API_KEY_ENV", "DEFAULT_BASE_URL", "PortableClient"]
 DEFAULT_BASE_URL = "https://api.portable.io"
 API_KEY_ENV = "PORTABLE_API_KEY"
 USER_AGENT = f"portable-wait/{__version__}"
-_REDACTED = b"[redacted]"
 _UNSET: Any = object()
+_EXCERPT = 40  # characters of a body shown in an error, after redaction
+_CLEAN_CACHE = 10_000  # server strings remembered as holding no key (resource names repeat every poll)
 
 
 class PortableClient:
@@ -64,7 +68,9 @@ class PortableClient:
         api_key: The Portable API key. Defaults to the ``PORTABLE_API_KEY`` environment variable. It is sent only
             as a bearer token to ``base_url``'s host and never shown in a repr, a log line or an exception.
         base_url: The API's root. ``http://`` is refused except for loopback hosts (tests, the fake server),
-            so the key never crosses a network in clear text. Default ``https://api.portable.io``.
+            so the key never crosses a network in clear text. A path is kept as a prefix, for a proxy
+            (``https://gw.example.com/portable``); one ending in the API's own ``/v2`` is refused. Default
+            ``https://api.portable.io``.
         request_timeout: Seconds one HTTP request may take, from sending it to reading the whole body.
             Default 30. (``timeout=`` is its deprecated old name, accepted with a ``DeprecationWarning`` until
             the next release: everywhere else ``timeout`` means a whole wait.)
@@ -123,7 +129,13 @@ class PortableClient:
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
         }
-        self._key_bytes = key.encode()
+        # The one place that knows the key, and turns every server-provided string into a redacted one before
+        # anything else sees it: error messages, statuses' errors, Location, aiohttp's parser messages.
+        self._redactor = Redactor(key)
+        register_key(key)
+        # Unregistered on aclose(), or when a client that was never closed is garbage-collected.
+        self._unregister = weakref.finalize(self, unregister_key, key)
+        self._clean: set[str] = set()
         self._timeout = request_timeout
         self._retry = retry
         self._max_concurrency = max_concurrency
@@ -200,6 +212,7 @@ class PortableClient:
         hub = self._hub
         if hub is not None:
             await hub.close()
+        self._unregister()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -255,14 +268,25 @@ class PortableClient:
         except PortableError as error:
             if not is_transient(error):
                 raise
-            return await _retry.retry_request(
-                functools.partial(self._attempt, wid),
-                self._retry,
-                error,
-                what=f"status request for workflow {wid}",
-            )
+            first = error
+        # Retried outside the except block, so the last error does not carry the first on __context__.
+        return await _retry.retry_request(
+            functools.partial(self._attempt, wid),
+            self._retry,
+            first,
+            what=f"status request for workflow {wid}",
+        )
 
     async def _attempt(self, wid: int) -> WorkflowStatus:
+        # Raised here, not where the answer is read: a traceback's frames then hold no local bound to the raw
+        # body, the response or its headers, which error reporters that record locals (Sentry) would show.
+        outcome = await self._exchange(wid)
+        if isinstance(outcome, PortableError):
+            raise outcome
+        return outcome
+
+    async def _exchange(self, wid: int) -> WorkflowStatus | PortableError:
+        """Make one request; return its status, or the error it ended in (never raised here)."""
         session = self._ensure_session()
         assert self._semaphore is not None
         async with self._semaphore:
@@ -275,6 +299,9 @@ class PortableClient:
             if self._first_try is None:
                 self._first_try = asyncio.get_running_loop().time()
             sent = time.time()
+            # Failures are built into `failure` and raised outside any except block, so no exception of ours has
+            # aiohttp's error (whose repr shows the request headers, key included) on __cause__ or __context__.
+            failure: PortableError | None = None
             try:
                 async with session.get(self._prefix + f"{wid}/status", allow_redirects=False) as response:
                     self._answered = True
@@ -283,40 +310,47 @@ class PortableClient:
                     status_code = response.status
                     headers = response.headers
             except asyncio.TimeoutError:
-                raise self._transport_error(
+                failure = self._transport_error(
                     f"status request for workflow {wid} timed out after {self._timeout:g} s",
                     wid,
                     f"no answer within the request timeout of {self._timeout:g} s",
-                ) from None
+                )
             except aiohttp.ClientPayloadError as exc:
-                raise InvalidResponseError(
-                    f"the status body for workflow {wid} was cut short ({type(exc).__name__})",
+                failure = InvalidResponseError(
+                    f"the status body for workflow {wid} was cut short ({self._describe(exc)})",
                     workflow_id=wid,
                     transient=True,
-                ) from None
+                )
             except aiohttp.ClientResponseError as exc:
-                # Not chained: the repr of ClientResponseError carries the request headers, token included.
-                raise self._transport_error(
-                    f"bad HTTP answer for workflow {wid}: {exc.status} {exc.message}",
-                    wid,
-                    f"not an HTTP answer ({exc.message})",
-                ) from None
+                parser = self._describe(exc.message, name=False)
+                failure = self._transport_error(
+                    f"bad HTTP answer for workflow {wid}: {exc.status} {parser}", wid, f"not an HTTP answer ({parser})"
+                )
             except (aiohttp.ClientError, OSError) as exc:
-                detail = f"{type(exc).__name__}: {self._redact_text(str(exc))}"
-                raise self._transport_error(
+                detail = self._describe(exc)
+                failure = self._transport_error(
                     f"could not reach Portable at {self._base_url} for workflow {wid}: {detail}",
                     wid,
                     f"{_connection_failure(exc)} ({detail})",
-                ) from self._safe_cause(exc)
+                )
             finally:
                 self._in_flight -= 1
+        if failure is not None:
+            return failure
         if status_code != 200:
             error = self._error_from(status_code, headers, body, wid)
             if status_code == 429:
                 self._pacer.on_rate_limited(error.retry_after)
-            raise error
+            return error
         self._pacer.on_success()
-        return self._parse(body, wid)
+        return self._outcome_of(body, wid, headers.get("Content-Type", ""))
+
+    def _describe(self, exc: object, *, name: bool = True) -> str:
+        """Return an exception's (or a parser message's) text on one line, redacted, then cut: its type kept."""
+        text = self._redactor.excerpt(" ".join(str(exc).split()), 200)
+        if not name:
+            return text
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
     def _transport_error(self, message: str, wid: int, cause: str) -> TransportError:
         """Return the error for a request with no HTTP answer: transient, unless first contact has timed out."""
@@ -336,44 +370,81 @@ class PortableClient:
 
     def _error_from(self, status_code: int, headers: Any, body: bytes, wid: int) -> PortableAPIError:
         if 300 <= status_code < 400:
-            target = headers.get("Location", "?")
+            target = self._redactor.excerpt(headers.get("Location", "?"), 200)
             return PortableAPIError(
-                status_code,
-                f"redirect to {self._redact_text(target)} not followed (the API key is never sent on)",
-                workflow_id=wid,
+                status_code, f"redirect to {target} not followed (the API key is never sent on)", workflow_id=wid
             )
-        return error_from_response(status_code, headers, body.replace(self._key_bytes, _REDACTED), workflow_id=wid)
+        return error_from_response(status_code, headers, body, workflow_id=wid, redactor=self._redactor)
 
-    def _parse(self, body: bytes, wid: int) -> WorkflowStatus:
+    def _parse(self, body: bytes, wid: int, content_type: str = "") -> WorkflowStatus:
+        """Return the status in ``body``; raise `InvalidResponseError` if it is none."""
+        outcome = self._outcome_of(body, wid, content_type)
+        if isinstance(outcome, InvalidResponseError):
+            raise outcome
+        return outcome
+
+    def _outcome_of(self, body: bytes, wid: int, content_type: str) -> WorkflowStatus | InvalidResponseError:
+        # pydantic's ValidationError holds the whole body (its text shows input values): only a list of
+        # problems, built without input, leaves the except block.
+        problems: list[Any] | None = None
         try:
             status = WorkflowStatus.model_validate_json(body)
         except ValidationError as exc:
-            problems = exc.errors(include_url=False, include_input=False, include_context=False)
-            if any(p["type"] in ("json_invalid", "json_type") for p in problems):
-                start = body[:40].replace(self._key_bytes, _REDACTED).decode("utf-8", "replace")
-                raise InvalidResponseError(
-                    f"the status body for workflow {wid} is not JSON (starts with {start!r}); "
-                    "a proxy error page or a cut-short answer?",
-                    workflow_id=wid,
-                    transient=True,
-                ) from None
-            detail = "; ".join(f"{'.'.join(map(str, p['loc'])) or 'body'}: {p['msg']}" for p in problems[:5])
-            raise InvalidResponseError(
-                f"the status body for workflow {wid} is not a workflow status: {detail}", workflow_id=wid
-            ) from None
+            problems = list(exc.errors(include_url=False, include_input=False, include_context=False))
+        if problems is not None:
+            return self._invalid(body, wid, content_type, problems)
         if status.id != wid:
-            raise InvalidResponseError(
+            return InvalidResponseError(
                 f"asked for workflow {wid}, Portable answered about workflow {status.id}", workflow_id=wid
             )
-        return status
+        return self._scrub(status)
 
-    def _safe_cause(self, exc: BaseException) -> BaseException | None:
-        # Chain aiohttp's error for the debugging value of its traceback, unless it could show the key.
-        key = self._key_bytes.decode()
-        return None if key in str(exc) or key in repr(exc) else exc
+    def _invalid(self, body: bytes, wid: int, content_type: str, problems: list[Any]) -> InvalidResponseError:
+        if any(p["type"] in ("json_invalid", "json_type") for p in problems):
+            # Redact the whole text first, then cut: a cut first can split a key out of the redactor's reach.
+            start = self._redactor.excerpt(body.decode("utf-8", "replace"), _EXCERPT)
+            kind = self._redactor.excerpt(content_type, 80) or "no content type"
+            return InvalidResponseError(
+                f"the status body for workflow {wid} is not JSON ({kind}, {len(body)} bytes, starts with "
+                f"{start!r}); a proxy error page or a cut-short answer?",
+                workflow_id=wid,
+                transient=True,
+            )
+        detail = "; ".join(f"{'.'.join(map(str, p['loc'])) or 'body'}: {p['msg']}" for p in problems[:5])
+        return InvalidResponseError(
+            f"the status body for workflow {wid} is not a workflow status: {self._redactor.text(detail)}",
+            workflow_id=wid,
+        )
 
-    def _redact_text(self, text: str) -> str:
-        return text.replace(self._key_bytes.decode(), _REDACTED.decode())
+    def _scrub(self, status: WorkflowStatus) -> WorkflowStatus:
+        """Return ``status`` with the key redacted from every server-provided string (errors, resource names).
+
+        Done here, where a status is parsed, so nothing downstream (WorkflowFailedError, PollEvent, the CLI's
+        JSON, Airflow events) ever holds the key. The common status has no such strings and is returned as is.
+        """
+        redactor = self._redactor
+        # Resource names come back on every poll: strings already found clean are not scanned again.
+        fresh = [text for text in _strings_of(status) if text not in self._clean]
+        if not fresh:
+            return status
+        # One pass over all the strings: NUL is no character of a key, so no piece of one straddles a join.
+        if not redactor.contains("\0".join(fresh)):
+            if len(self._clean) < _CLEAN_CACHE:
+                self._clean.update(fresh)
+            return status
+        resources = tuple(
+            r.model_copy(update={"name": redactor.text(r.name), "errors": tuple(map(redactor.text, r.errors))})
+            for r in status.resources
+        )
+        return status.model_copy(update={"errors": tuple(map(redactor.text, status.errors)), "resources": resources})
+
+
+def _strings_of(status: WorkflowStatus) -> list[str]:
+    found = list(status.errors)
+    for resource in status.resources:
+        found.append(resource.name)
+        found.extend(resource.errors)
+    return found
 
 
 # aiohttp 3.10 added ClientConnectorDNSError; before it, a DNS failure is a ClientConnectorError over a gaierror.
@@ -419,25 +490,63 @@ def _resolve_key(api_key: str | None) -> str:
     return api_key
 
 
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
 def _check_base_url(base_url: str) -> str:
+    """Return ``base_url`` normalised (no trailing slash), or raise ValueError naming what is wrong.
+
+    A path is kept as a prefix, for a proxy that serves the API under one (``https://gw.example.com/portable``
+    requests ``/portable/v2/workflows/...``); a path that already ends in the API's own ``/v2`` is refused,
+    since every request would then 404.
+    """
     if not isinstance(base_url, str):
         raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
+    shown = _without_credentials(base_url)
+    text = base_url.strip()
+    if any(c.isspace() for c in text) or not text.isprintable():
+        raise ValueError(f"base_url {shown!r} contains spaces or control characters")
     try:
-        url = URL(base_url.strip())
+        url = URL(text)
+        host = url.raw_host
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"base_url {base_url!r} is not a URL: {exc}") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"base_url must look like https://api.portable.io, got {base_url!r}")
+        raise ValueError(f"base_url {shown!r} is not a URL: {_without_credentials(str(exc))}") from None
+    if url.scheme not in ("http", "https") or not host:
+        raise ValueError(f"base_url must look like https://api.portable.io, got {shown!r}")
     if url.user or url.password:
         raise ValueError("base_url must not contain credentials; pass the key as api_key or PORTABLE_API_KEY")
-    if url.query_string or url.fragment:
-        raise ValueError(f"base_url must not have a query or fragment, got {base_url!r}")
-    if url.scheme == "http" and not _is_loopback(url.host):
+    if url.query_string or url.fragment or "?" in text or "#" in text:
+        raise ValueError(f"base_url must not have a query or fragment, got {shown!r}")
+    if not _valid_host(host):
+        raise ValueError(f"base_url {shown!r} does not name a valid host name or IP address")
+    path = url.path.rstrip("/")
+    if path.lower().endswith("/v2") or "/v2/workflows" in path.lower():
         raise ValueError(
-            f"base_url {base_url!r} uses plain http:// to a non-loopback host, which would send the API key "
+            f"base_url {shown!r} includes the API's /v2 path; give the root (https://api.portable.io): the "
+            "client adds /v2/workflows/{id}/status itself"
+        )
+    if url.scheme == "http" and not _is_loopback(host):
+        raise ValueError(
+            f"base_url {shown!r} uses plain http:// to a non-loopback host, which would send the API key "
             "in clear text; use https://"
         )
-    return str(url).rstrip("/")
+    return str(url.with_path(path or "/")).rstrip("/")
+
+
+def _without_credentials(text: str) -> str:
+    return re.sub(r"//[^/@?#]*@", "//***@", text)
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        pass
+    labels = host.lower().removesuffix(".").split(".")
+    if len(host) > 253 or labels[-1].isdigit():  # all-digit last label: an IPv4 address that is not one
+        return False
+    return all(_LABEL.fullmatch(label) for label in labels)
 
 
 def _is_loopback(host: str) -> bool:

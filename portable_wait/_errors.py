@@ -13,7 +13,9 @@
     └── WaitTimeoutError               the wait's own timeout passed (also a TimeoutError); .last_status, .after
 
 Every exception has ``.workflow_id`` (None where no workflow is concerned). Messages never contain the API key:
-they are built from the server's answer, which the client redacts before it gets here.
+server-provided text is decoded first (JSON, UTF-8), then redacted by the client's `Redactor` (every encoding,
+see ``_redact``), then cut. No exception raised by the library has an aiohttp or pydantic error on
+``__cause__`` or ``__context__``: their text and repr can hold the key or the raw body.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import TYPE_CHECKING
+
+from ._redact import Redactor, live_redactor
 
 if TYPE_CHECKING:
     from ._models import WorkflowStatus
@@ -53,7 +57,9 @@ class PortableError(Exception):
     workflow_id: int | None
 
     def __init__(self, message: str, *, workflow_id: int | None = None) -> None:
-        super().__init__(message)
+        # Defence in depth: the client redacts server text where it arrives; this catches an error built from a
+        # status made elsewhere (a test double, user code) while a client with that key is alive.
+        super().__init__(live_redactor().text(message))
         self.workflow_id = workflow_id
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -89,7 +95,7 @@ class PortableAPIError(PortableError):
         where = f" for workflow {workflow_id}" if workflow_id is not None else ""
         super().__init__(f"Portable API answered HTTP {status_code}{where}: {message}", workflow_id=workflow_id)
         self.status_code = status_code
-        self.message = message
+        self.message = live_redactor().text(message)
         self.retry_after = retry_after
 
     @property
@@ -241,30 +247,33 @@ def error_from_response(
     *,
     workflow_id: int | None = None,
     now: datetime | None = None,
+    redactor: Redactor | None = None,
 ) -> PortableAPIError:
-    """Map a non-2xx answer to the matching `PortableAPIError` subclass. Pure: no I/O."""
+    """Map a non-2xx answer to the matching `PortableAPIError` subclass. Pure: no I/O.
+
+    ``redactor`` removes the API key from the server's message after it is decoded and before it is cut.
+    """
     cls = _BY_STATUS.get(status_code, PortableAPIError)
     return cls(
         status_code,
-        _server_message(status_code, body),
+        _server_message(status_code, body, redactor or Redactor()),
         workflow_id=workflow_id,
         retry_after=parse_retry_after(headers.get("Retry-After"), now),
     )
 
 
-def _server_message(status_code: int, body: bytes) -> str:
+def _server_message(status_code: int, body: bytes, redactor: Redactor) -> str:
     text = body.decode("utf-8", errors="replace").strip()
     try:
         payload = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         payload = None
     if isinstance(payload, dict) and isinstance(payload.get("message"), str):
+        # Decoded before redaction: JSON escapes (\/, \u003d) are gone, so is no form of the key left unseen.
         text = payload["message"]
     elif payload is None and text.lstrip().startswith("<"):
         text = "an HTML page instead of JSON (a proxy or load balancer answered?)"
-    text = " ".join(text.split())
-    if len(text) > _MAX_MESSAGE:
-        text = text[:_MAX_MESSAGE] + "..."
+    text = redactor.excerpt(" ".join(text.split()), _MAX_MESSAGE)
     if not text:
         try:
             text = HTTPStatus(status_code).phrase

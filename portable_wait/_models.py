@@ -7,7 +7,9 @@ Leniency, and where it stops (see the README's "What the models accept"):
 * a lifecycle or disposition this version does not know becomes ``UNKNOWN`` (logged once per value) instead of
   failing the parse: a state Portable adds next year must not crash a two-hour wait. A waiter treats an unknown
   lifecycle as "still going" and an unknown final disposition as "not FAILED";
-* ``completedAt`` is ``null`` or an ISO 8601 timestamp string (not a number); one without an offset is taken as UTC;
+* ``completedAt`` is ``null`` or an ISO 8601 timestamp string (not a number, nor a string of digits: pydantic would
+  read either as Unix time); one without an offset is taken as UTC; a leap second (``23:59:60``) is clamped to
+  the last microsecond of ``:59``, as Python's datetime has no second 60;
 * counts are integers of any size or sign (the spec bounds them in neither);
 * ids and counts must be JSON integers (not strings, floats or booleans).
 """
@@ -16,10 +18,13 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
+
+from ._redact import live_redactor
 
 __all__ = ["Disposition", "Lifecycle", "ResourceStatus", "WorkflowStatus"]
 
@@ -36,12 +41,15 @@ class _LenientEnum(str, enum.Enum):
         for member in cls:
             if member.value == upper:
                 return member
-        if (cls.__name__, value) not in _warned_values and len(_warned_values) < 1000:
-            _warned_values.add((cls.__name__, value))
+        # The value is the server's: a proxy may have put the key there. Log (and remember) only a redacted,
+        # bounded excerpt of it.
+        shown = live_redactor().excerpt(value, 40)
+        if (cls.__name__, shown) not in _warned_values and len(_warned_values) < 1000:
+            _warned_values.add((cls.__name__, shown))
             logger.warning(
                 "Portable sent %s %r, which this version of portable-wait does not know; treating it as UNKNOWN",
                 cls.__name__.lower(),
-                value,
+                shown,
             )
         return cls["UNKNOWN"]
 
@@ -71,10 +79,16 @@ def _none_to_empty(value: object) -> object:
     return () if value is None else value
 
 
+_NUMBER = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+_LEAP_SECOND = re.compile(r"(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}):60(?:[.,]\d+)?(?=[Zz+-]|$)")
+
+
 def _timestamp_only(value: object) -> object:
-    # pydantic would read a number as Unix time; the spec says a date-time string.
-    if value is None or isinstance(value, (str, datetime)):
+    # pydantic would read a number, or a string of digits, as Unix time; the spec says a date-time string.
+    if value is None or isinstance(value, datetime):
         return value
+    if isinstance(value, str) and not _NUMBER.fullmatch(value):
+        return _LEAP_SECOND.sub(r"\1:59.999999", value.strip(), count=1)
     raise ValueError("completedAt must be an ISO 8601 timestamp string or null")
 
 

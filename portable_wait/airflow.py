@@ -36,7 +36,7 @@ from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_POLL, PollPolicy
 from ._errors import PortableError
 from ._fanout import wait_for_many
 from ._models import WorkflowStatus
-from ._report import outcome_name, outcome_status, outcome_to_json
+from ._report import outcome_name, outcome_status, outcome_to_json, redact_event
 from ._validate import unique_workflow_ids
 
 __all__ = [
@@ -184,16 +184,19 @@ class PortableWorkflowTrigger(BaseTrigger):
                 )
         except Exception as error:  # no client at all: a bad connection, say. Report it as an event too.
             message = f"{type(error).__name__}: {error}"
-            yield TriggerEvent({"status": "error", "message": message, "results": {}})  # type: ignore[no-untyped-call]
+            yield TriggerEvent(redact_event({"status": "error", "message": message, "results": {}}))  # type: ignore[no-untyped-call]
             return
         records = {str(wid): outcome_to_json(wid, outcome) for wid, outcome in results.items()}
         failed = [r for r in records.values() if r["outcome"] != "SUCCEEDED"]
         yield TriggerEvent(  # type: ignore[no-untyped-call]
-            {
-                "status": "failure" if failed else "success",
-                "message": _summary(list(results.items())),
-                "results": records,
-            }
+            redact_event(
+                {
+                    "status": "failure" if failed else "success",
+                    "message": _summary(list(results.items())),
+                    "results": records,
+                },
+                client,
+            )
         )
 
 

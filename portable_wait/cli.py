@@ -45,6 +45,7 @@ from ._errors import PortableError, WorkflowFailedError
 from ._fanout import as_completed
 from ._models import WorkflowStatus
 from ._polling import PollEvent
+from ._redact import RedactingFilter, Redactor, redacted_output
 from ._report import outcome_name, outcome_status, outcome_to_json
 from ._validate import check_seconds
 from ._version import __version__
@@ -232,6 +233,7 @@ def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    handler.addFilter(RedactingFilter())  # also covers records of child loggers, which skip the logger's filter
     logger = logging.getLogger("portable_wait")
     logger.handlers[:] = [handler]
     logger.setLevel(level)
@@ -242,8 +244,10 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def _run(coro: Any) -> int:
+    # Everything printed while running passes the redactor: the key of PORTABLE_API_KEY and of every live client.
     try:
-        result: int = asyncio.run(coro)
+        with redacted_output(Redactor(os.environ.get(API_KEY_ENV, "").strip())):
+            result: int = asyncio.run(coro)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return result

@@ -23,6 +23,8 @@ os.environ.update(
 
 
 atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
+# The main suite's helpers (the key-echoing server of tests/integration/test_secrets.py) are importable here too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from random import Random
 from typing import Any
 
 import pytest
@@ -236,3 +237,18 @@ def test_airflow_example_dag_fails_on_a_failed_workflow(fake: FakePortable) -> N
     fake.add_workflow(568973, running=0.5)
     run = load_example_dag().test()
     assert str(run.state) in ("failed", "DagRunState.FAILED")
+
+
+@pytest.mark.parametrize("channel", ["401 json", "400 text", "errors", "disposition", "redirect lower"])
+async def test_airflow_trigger_event_never_shows_an_echoed_key(channel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attacker's server of tests/integration/test_secrets.py echoes the key back; the event holds none of it."""
+    from tests.integration.test_secrets import CHANNELS, NASTY_KEY, EchoServer, leaked_pieces
+
+    with EchoServer() as echo:
+        echo.script, echo.rnd = CHANNELS[channel], Random(channel)
+        connection = {"conn_type": "portable", "host": echo.base_url, "password": NASTY_KEY}
+        monkeypatch.setenv("AIRFLOW_CONN_PORTABLE_DEFAULT", json.dumps(connection))
+        payload = await run_trigger(PortableWorkflowTrigger([7], poll=FAST, deadline=time.time() + 2))
+    assert payload["results"]["7"]["outcome"] in ("FAILED", "ERROR", "UNKNOWN")
+    text = json.dumps(payload)
+    assert not leaked_pieces(text, NASTY_KEY), text

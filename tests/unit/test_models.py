@@ -132,3 +132,41 @@ def test_models_are_immutable() -> None:
 def test_models_enum_str_is_the_value() -> None:
     assert str(Lifecycle.NOT_RUNNING) == "NOT_RUNNING"
     assert f"{Disposition.FAILED}" == "FAILED"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2016-12-31T23:59:60Z", datetime(2016, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)),
+        ("2016-12-31T23:59:60.5+00:00", datetime(2016, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)),
+        ("2016-12-31T23:59:60", datetime(2016, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)),
+    ],
+)
+def test_models_leap_second_is_clamped_to_59(text: str, expected: datetime) -> None:
+    body = {"id": 1, "lifecycle": "NOT_RUNNING", "disposition": "SUCCEEDED", "completedAt": text}
+    assert WorkflowStatus.model_validate_json(json.dumps(body)).completed_at == expected
+
+
+@pytest.mark.parametrize("value", [1700000000, 1.7e9, "1700000000", " 1700000000.5 ", "-1", "1e9"])
+def test_models_completed_at_numbers_and_numeric_strings_are_refused(value: object) -> None:
+    body = {"id": 1, "lifecycle": "NOT_RUNNING", "disposition": "SUCCEEDED", "completedAt": value}
+    with pytest.raises(ValidationError, match="ISO 8601"):
+        WorkflowStatus.model_validate_json(json.dumps(body))
+
+
+async def test_models_unknown_value_warning_never_shows_a_live_key() -> None:
+    from portable_wait import PortableClient
+
+    key = "pk_live+AbC/dEf=GhI~jKl_mNo"
+    logger = logging.getLogger("portable_wait")
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        async with PortableClient(key):
+            status = WorkflowStatus.model_validate({"id": 1, "lifecycle": f"x{key}y", "disposition": "NONE"})
+    finally:
+        logger.removeHandler(handler)
+    assert status.lifecycle is Lifecycle.UNKNOWN
+    assert len(lines) == 1 and "[redacted]" in lines[0] and key[:8] not in lines[0]

@@ -1,0 +1,217 @@
+"""The Redactor, the live-key registry, the log filter and the redacting stream. No sockets."""
+
+from __future__ import annotations
+
+import base64
+import gc
+import io
+import json
+import logging
+import sys
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from portable_wait import PortableClient
+from portable_wait._redact import (
+    REDACTED,
+    RedactingFilter,
+    RedactingStream,
+    Redactor,
+    live_redactor,
+    redact,
+    redact_payload,
+    redacted_output,
+)
+from portable_wait._report import redact_event
+
+KEY = "pk_live+AbC/dEf=GhI~jKl_mNo-pQr.sTuV0123456789=="
+
+
+def _json_all(key: str, upper: bool = False) -> str:
+    return "".join((f"\\u{ord(c):04X}" if upper else f"\\u{ord(c):04x}") for c in key)
+
+
+FORMS = {
+    "raw": KEY,
+    "upper case": KEY.upper(),
+    "json \\/": KEY.replace("/", "\\/"),
+    "json \\u lower": _json_all(KEY),
+    "json \\u upper": _json_all(KEY, upper=True),
+    "json mixed": KEY.replace("+", "\\u002b").replace("=", "\\u003D").replace("/", "\\/"),
+    "json.dumps ascii": json.dumps(KEY).replace("/", "\\/")[1:-1],
+    "url upper": urllib.parse.quote(KEY, safe=""),
+    "url lower": urllib.parse.quote(KEY, safe="").lower(),
+    "url every char": "".join(f"%{ord(c):02x}" for c in KEY),
+    "url double": urllib.parse.quote(urllib.parse.quote(KEY, safe=""), safe=""),
+    "url + as space": urllib.parse.unquote_plus(KEY),
+    "html decimal": "".join(f"&#{ord(c)};" for c in KEY),
+    "html hex": "".join(f"&#x{ord(c):X};" for c in KEY),
+    "html named": KEY.replace("+", "&plus;").replace("/", "&sol;").replace("=", "&equals;"),
+    "base64 of Bearer key": base64.b64encode(f"Bearer {KEY}".encode()).decode(),
+    "base64 offset 1": base64.b64encode(f"x{KEY}".encode()).decode(),
+    "base64 offset 2": base64.b64encode(f"xy{KEY}".encode()).decode(),
+    "base64url": base64.urlsafe_b64encode(f"Bearer {KEY}".encode()).decode(),
+    "python bytes repr": repr(KEY.encode()),
+}
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_redact_removes_every_form_of_the_key(form: str) -> None:
+    text = f"token {FORMS[form]} rejected"
+    cleaned = redact(text, KEY)
+    assert REDACTED in cleaned
+    assert cleaned.startswith("token ") and cleaned.endswith(" rejected")
+    # What is left holds no 8-character piece of the key; of a base64 form, only what encodes the bytes around it.
+    assert not any(KEY[i : i + 8] in cleaned for i in range(len(KEY) - 7))
+    assert len(cleaned) <= len("token  rejected") + len(REDACTED) + (16 if form.startswith("base64") else 3)
+
+
+@pytest.mark.parametrize("cut", [8, 9, 14, 20, len(KEY) - 1])
+def test_redact_removes_pieces_cut_by_someone_else(cut: int) -> None:
+    assert KEY[:cut] not in redact(f"...starts with {KEY[:cut]}", KEY)
+    assert KEY[-cut:] not in redact(f"{KEY[-cut:]} and more", KEY)
+    assert KEY[3 : 3 + cut] not in redact(f"[{KEY[3 : 3 + cut]}]", KEY)
+
+
+def test_redact_leaves_other_text_alone() -> None:
+    text = "HTTP 503 for workflow 7: upstream timed out (100% of 3 tries); see &amp; \\n https://x.io/a%20b"
+    assert redact(text, KEY) == text
+    assert Redactor().text(text) == text
+    assert not Redactor()
+
+
+def test_redact_short_key_is_removed_whole() -> None:
+    assert redact("a abc+ b", "abc+") == f"a {REDACTED} b"
+
+
+def test_redact_excerpt_redacts_before_cutting() -> None:
+    redactor = Redactor(KEY)
+    for position in range(0, 60):
+        text = "x" * position + KEY + "y" * 100
+        excerpt = redactor.excerpt(text, 40)
+        assert len(excerpt) <= 43
+        # Not even a short prefix: the cut came after redaction.
+        assert not any(KEY[:n] in excerpt for n in range(6, len(KEY))), (position, excerpt)
+
+
+def test_redact_excerpt_of_an_encoded_key_longer_than_the_limit() -> None:
+    text = "x" * 30 + _json_all(KEY) + "y" * 10
+    assert REDACTED[:10] in Redactor(KEY).excerpt(text, 40)
+
+
+def test_redact_bytes() -> None:
+    body = b'{"message": "bad ' + KEY.replace("/", "\\/").encode() + b'", "x": "\xff"}'
+    cleaned = Redactor(KEY).bytes(body)
+    assert REDACTED.encode() in cleaned and b"\xff" in cleaned and KEY[:8].encode() not in cleaned
+
+
+def test_redact_payload_walks_json() -> None:
+    payload: dict[str, Any] = {"message": f"x {KEY}", "results": {"7": {"errors": [KEY, "fine"], "n": 3, "ok": None}}}
+    cleaned = redact_payload(payload, Redactor(KEY))
+    assert KEY not in json.dumps(cleaned)
+    assert cleaned["results"]["7"]["errors"][1] == "fine" and cleaned["results"]["7"]["n"] == 3
+    assert KEY in json.dumps(payload), "the input is not modified"
+
+
+def test_redactor_repr_hides_the_keys() -> None:
+    redactor = Redactor(KEY, "another-secret-1")
+    assert KEY not in repr(redactor) and "2 key" in repr(redactor)
+    assert KEY[:8] not in repr(live_redactor())
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    logger = logging.getLogger("portable_wait")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield stream
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+async def test_redact_live_keys_are_counted_per_client(captured: io.StringIO) -> None:
+    logger = logging.getLogger("portable_wait")
+    first, second = PortableClient(KEY), PortableClient(KEY)
+    logger.debug("one %s", KEY)
+    await first.aclose()
+    await first.aclose()  # twice: still counted once
+    logger.debug("two %s", KEY)
+    await second.aclose()
+    assert not live_redactor().contains(KEY)
+    lines = captured.getvalue().splitlines()
+    assert lines == [f"one {REDACTED}", f"two {REDACTED}"]
+
+
+def test_redact_client_never_closed_is_forgotten_when_collected() -> None:
+    client = PortableClient(KEY)
+    assert live_redactor().contains(KEY)
+    del client
+    gc.collect()
+    assert not live_redactor().contains(KEY)
+
+
+async def test_redact_filter_covers_message_args_and_tracebacks(captured: io.StringIO) -> None:
+    logger = logging.getLogger("portable_wait")
+    async with PortableClient(KEY):
+        logger.warning("server said %r", {"message": KEY.replace("/", "\\/")})
+        logger.info(f"formatted already: {urllib.parse.quote(KEY, safe='')}")
+        try:
+            raise RuntimeError(f"echo {KEY}")
+        except RuntimeError:
+            logger.exception("failed")
+        logger.debug("stack", stack_info=True)
+        logger.info("harmless %d", 3)
+    text = captured.getvalue()
+    assert not any(KEY[i : i + 8] in text for i in range(len(KEY) - 7)), text
+    assert "harmless 3" in text and "RuntimeError" in text and text.count(REDACTED) >= 3
+
+
+def test_redact_filter_without_live_keys_leaves_records_alone() -> None:
+    record = logging.LogRecord("portable_wait", logging.INFO, __file__, 1, "n=%d", (3,), None)
+    assert RedactingFilter().filter(record)
+    assert record.args == (3,)
+
+
+def test_redacting_stream_and_redirected_output(capsys: pytest.CaptureFixture[str]) -> None:
+    target = io.StringIO()
+    stream = RedactingStream(target, Redactor(KEY))
+    stream.write(f"a {KEY}\n")
+    stream.writelines([f"b {KEY.lower()}\n"])
+    stream.flush()
+    assert target.getvalue() == f"a {REDACTED}\nb {REDACTED}\n"
+    assert KEY not in repr(stream)
+    with redacted_output(Redactor(KEY)):
+        print(KEY)
+        print(urllib.parse.quote(KEY), file=sys.stderr)
+    out, err = capsys.readouterr()
+    assert out == f"{REDACTED}\n" and err == f"{REDACTED}\n"
+
+
+async def test_redact_event_uses_the_clients_key_after_close() -> None:
+    client = PortableClient(KEY)
+    await client.aclose()
+    event = {"status": "failure", "message": f"workflow 7: FAILED: {KEY}", "results": {}}
+    assert KEY not in json.dumps(redact_event(event, client))
+    assert redact_event({"message": "fine"}) == {"message": "fine"}
+
+
+async def test_redact_errors_built_elsewhere_while_a_client_lives() -> None:
+    from portable_wait import PortableAPIError, WorkflowFailedError, WorkflowStatus
+
+    status = WorkflowStatus.model_validate(
+        {"id": 3, "lifecycle": "NOT_RUNNING", "disposition": "FAILED", "errors": [f"token {KEY} rejected"]}
+    )
+    assert KEY in str(WorkflowFailedError(status)), "no live client: nothing to redact with"
+    async with PortableClient(KEY):
+        assert KEY[:8] not in str(WorkflowFailedError(status))
+        api = PortableAPIError(500, f"echo {KEY}")
+        assert KEY[:8] not in str(api) and KEY[:8] not in api.message
