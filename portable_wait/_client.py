@@ -33,10 +33,11 @@ from ._pacing import Pacer
 from ._validate import check_workflow_id
 from ._version import __version__
 
-__all__ = ["API_KEY_ENV", "DEFAULT_BASE_URL", "PortableClient"]
+__all__ = ["API_KEY_ENV", "BASE_URL_ENV", "DEFAULT_BASE_URL", "PortableClient"]
 
 DEFAULT_BASE_URL = "https://api.portable.io"
 API_KEY_ENV = "PORTABLE_API_KEY"
+BASE_URL_ENV = "PORTABLE_BASE_URL"
 USER_AGENT = f"portable-wait/{__version__}"
 _REDACTED = b"[redacted]"
 _DEFAULT_RETRY = RetryPolicy()
@@ -53,7 +54,9 @@ class PortableClient:
         api_key: The Portable API key. Defaults to the ``PORTABLE_API_KEY`` environment variable. It is sent only
             as a bearer token to ``base_url``'s host and never shown in a repr, a log line or an exception.
         base_url: The API's root. ``http://`` is refused except for loopback hosts (tests, the fake server),
-            so the key never crosses a network in clear text. Default ``https://api.portable.io``.
+            so the key never crosses a network in clear text. None (the default) means the
+            ``PORTABLE_BASE_URL`` environment variable when it is set and not blank, else
+            ``https://api.portable.io``; an explicit argument always wins over the variable.
         timeout: Seconds one HTTP request may take, from sending it to reading the whole body. Default 30.
         retry: How transient failures of one request are retried. Default ``RetryPolicy()``.
         max_concurrency: Requests in flight at once, across everything using this client; also the size of
@@ -62,7 +65,8 @@ class PortableClient:
             None for no fixed limit. A 429 pauses and slows down the client either way. Default None.
 
     Raises:
-        ValueError: No key was given and ``PORTABLE_API_KEY`` is unset or empty, or an argument is out of range.
+        ValueError: No key was given and ``PORTABLE_API_KEY`` is unset or empty, ``PORTABLE_BASE_URL`` is not a
+            usable URL (the message names the variable), or an argument is out of range.
         TypeError: An argument has the wrong type.
     """
 
@@ -70,14 +74,14 @@ class PortableClient:
         self,
         api_key: str | None = None,
         *,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy = _DEFAULT_RETRY,
         max_concurrency: int = 10,
         rate_limit: float | None = None,
     ) -> None:
         key = _resolve_key(api_key)
-        self._base_url = _check_base_url(base_url)
+        self._base_url = _resolve_base_url(base_url)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
         if not (math.isfinite(timeout) and timeout > 0):
@@ -295,6 +299,18 @@ def _resolve_key(api_key: str | None) -> str:
         # Named without the value: the value is the secret.
         raise ValueError("api_key contains whitespace or non-printable characters; check how it was copied")
     return api_key
+
+
+def _resolve_base_url(base_url: str | None) -> str:
+    if base_url is not None:
+        return _check_base_url(base_url)
+    from_env = os.environ.get(BASE_URL_ENV, "").strip()
+    if not from_env:
+        return DEFAULT_BASE_URL
+    try:
+        return _check_base_url(from_env)
+    except ValueError as exc:
+        raise ValueError(f"{BASE_URL_ENV}: {exc}; fix or unset the variable") from None
 
 
 def _check_base_url(base_url: str) -> str:

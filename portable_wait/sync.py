@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Coroutine, Iterable
 from typing import Any, Literal, TypeVar, overload
 
-from ._client import DEFAULT_BASE_URL, PortableClient
+from ._client import PortableClient
 from ._config import RetryPolicy
 from ._errors import PortableError
 from ._fanout import wait_for_many as _wait_for_many
@@ -30,7 +30,7 @@ def wait_for_completion(
     workflow_id: int,
     *,
     api_key: str | None = None,
-    base_url: str = DEFAULT_BASE_URL,
+    base_url: str | None = None,
     request_timeout: float = 30.0,
     retry: RetryPolicy = _DEFAULT_RETRY,
     **wait_kwargs: Any,
@@ -40,7 +40,7 @@ def wait_for_completion(
     Args:
         workflow_id: A positive int.
         api_key: The API key; defaults to ``PORTABLE_API_KEY``.
-        base_url: The API root. Default ``https://api.portable.io``.
+        base_url: The API root. Default: ``PORTABLE_BASE_URL`` if set, else ``https://api.portable.io``.
         request_timeout: Seconds one HTTP request may take (the client's ``timeout``).
         retry: The client's `RetryPolicy`.
         **wait_kwargs: ``timeout``, ``poll``, ``raise_on_failure``, ``after``, ``on_poll``, as for
@@ -66,7 +66,7 @@ def wait_for_many(
     workflow_ids: Iterable[int],
     *,
     api_key: str | None = ...,
-    base_url: str = ...,
+    base_url: str | None = ...,
     request_timeout: float = ...,
     retry: RetryPolicy = ...,
     max_concurrency: int = ...,
@@ -81,7 +81,7 @@ def wait_for_many(
     workflow_ids: Iterable[int],
     *,
     api_key: str | None = ...,
-    base_url: str = ...,
+    base_url: str | None = ...,
     request_timeout: float = ...,
     retry: RetryPolicy = ...,
     max_concurrency: int = ...,
@@ -95,7 +95,7 @@ def wait_for_many(
     workflow_ids: Iterable[int],
     *,
     api_key: str | None = None,
-    base_url: str = DEFAULT_BASE_URL,
+    base_url: str | None = None,
     request_timeout: float = 30.0,
     retry: RetryPolicy = _DEFAULT_RETRY,
     max_concurrency: int = 10,
@@ -140,7 +140,7 @@ def get_workflow_status(
     workflow_id: int,
     *,
     api_key: str | None = None,
-    base_url: str = DEFAULT_BASE_URL,
+    base_url: str | None = None,
     request_timeout: float = 30.0,
     retry: RetryPolicy = _DEFAULT_RETRY,
 ) -> WorkflowStatus:
