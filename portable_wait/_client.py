@@ -310,7 +310,7 @@ def _resolve_base_url(base_url: str | None) -> str:
     try:
         return _check_base_url(from_env)
     except ValueError as exc:
-        raise ValueError(f"{BASE_URL_ENV}: {exc}; fix or unset the variable") from None
+        raise ValueError(f"the {BASE_URL_ENV} environment variable is not usable ({exc}); fix or unset it") from None
 
 
 def _check_base_url(base_url: str) -> str:

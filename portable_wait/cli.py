@@ -126,14 +126,14 @@ def _seconds_or_zero(text: str) -> float:
     return 0.0 if text.strip() in ("0", "0.0") else _seconds(text)
 
 
-def _int_between(low: int, high: int, what: str) -> Any:
+def _int_between(low: int, high: int) -> Any:
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be an integer from {low} to {high}, got {text!r}") from None
+            value = low - 1
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{what} must be from {low} to {high}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected an integer from {low:,} to {high:,}, got {text!r}")
         return value
 
     return parse
@@ -217,21 +217,24 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     )
     demo.add_argument(
         "--workflows",
-        type=_int_between(1, _MAX_WORKFLOWS, "--workflows"),
+        type=_int_between(1, _MAX_WORKFLOWS),
         default=None,
+        metavar="N",
         help="how many workflows (default 6; --long 12)",
     )
     demo.add_argument(
         "--fail-rate",
         type=_share,
         default=None,
+        metavar="SHARE",
         help="share that fail, 0 to 1 (default: exactly one; --long 0.2)",
     )
-    demo.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable demo")
+    demo.add_argument("--seed", type=int, default=None, metavar="N", help="random seed, for a repeatable demo")
     demo.add_argument(
         "--max-duration",
         type=_seconds,
         default=None,
+        metavar="SECONDS",
         help="seconds the longest run takes; runs are spread up to it (default 18; --long 60)",
     )
     demo.add_argument(
@@ -250,17 +253,21 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     fake.add_argument("-v", "--verbose", action="count", default=0, help="log each request the server answers")
     fake.add_argument(
         "--port",
-        type=_int_between(0, _MAX_PORT, "--port"),
+        type=_int_between(0, _MAX_PORT),
         default=8765,
+        metavar="PORT",
         help="TCP port on 127.0.0.1, 0 for any free one (default 8765)",
     )
     fake.add_argument(
         "--workflows",
-        type=_int_between(1, _MAX_WORKFLOWS, "--workflows"),
+        type=_int_between(1, _MAX_WORKFLOWS),
         default=10,
+        metavar="N",
         help="how many workflows, with IDs from 1 (default 10)",
     )
-    fake.add_argument("--seed", type=int, default=None, help="random seed for the workflows' durations and outcomes")
+    fake.add_argument(
+        "--seed", type=int, default=None, metavar="N", help="random seed for the workflows' durations and outcomes"
+    )
     return parser, {"wait": wait, "status": status, "demo": demo, "fake-server": fake}
 
 

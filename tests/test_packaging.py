@@ -1,0 +1,119 @@
+"""Packaging: the library does not pull the CLI's display dependencies, and each missing piece says what to install."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+def _python(code: str, *, block: tuple[str, ...] = (), cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter in which the top-level packages in ``block`` cannot be imported."""
+    blocker = textwrap.dedent(
+        f"""
+        import sys
+
+        class _Blocker:
+            def find_spec(self, name, path=None, target=None):
+                if name.partition(".")[0] in {set(block)!r}:
+                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+                return None
+
+        sys.meta_path.insert(0, _Blocker())
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTABLE_")}
+    return subprocess.run(
+        [sys.executable, "-c", blocker + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def test_importing_the_library_does_not_import_rich() -> None:
+    result = _python(
+        """
+        import sys
+        import portable_wait, portable_wait.sync, portable_wait.testing, portable_wait.cli
+        print(sorted(m for m in sys.modules if m.partition(".")[0] in ("rich", "pygments", "markdown_it")))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("args", [["wait", "1"], ["status", "1"], ["demo"], ["fake-server", "--port", "0"]])
+def test_cli_without_rich_prints_the_install_command_and_exits_2(args: list[str]) -> None:
+    result = _python(
+        f"""
+        import sys, runpy
+        sys.argv = ["portable-wait", *{args!r}]
+        runpy.run_module("portable_wait", run_name="__main__")
+        """,
+        block=("rich",),
+    )
+    assert result.returncode == 2, result.stderr
+    assert "pip install 'portable-wait[cli]'" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_library_works_without_rich() -> None:
+    result = _python(
+        """
+        import asyncio
+        from portable_wait import wait_for_completion
+        from portable_wait.testing import FAST_POLL, FakePortable
+
+        async def main():
+            async with FakePortable() as fake:
+                fake.add_workflow(1, running=0.05)
+                async with fake.client() as client:
+                    print((await wait_for_completion(client, 1, poll=FAST_POLL)).disposition.value)
+
+        asyncio.run(main())
+        """,
+        block=("rich",),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "SUCCEEDED"
+
+
+def test_rich_is_an_extra_that_dev_installs() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any(dep.startswith("rich") for dep in project["dependencies"])
+    assert any(dep.startswith("rich") for dep in project["optional-dependencies"]["cli"])
+    assert "portable-wait[cli]" in project["optional-dependencies"]["dev"]  # make test / make demo / CI get it
+
+
+_ASYNC_TEST = """
+async def test_uses_the_fixture(fake_portable):
+    assert fake_portable.base_url
+"""
+
+
+@pytest.mark.parametrize("how", ["disabled", "not installed"])
+def test_pytest_plugin_without_pytest_asyncio_names_it(tmp_path: Path, how: str) -> None:
+    (tmp_path / "test_user.py").write_text(_ASYNC_TEST)
+    block = ("pytest_asyncio",) if how == "not installed" else ()
+    result = _python(
+        """
+        import sys, pytest
+        sys.exit(pytest.main(["-p", "no:asyncio", "-p", "no:cacheprovider", "-q", "test_user.py"]))
+        """,
+        block=block,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "need pytest-asyncio: pip install pytest-asyncio" in result.stdout
+    assert "not found" not in result.stdout  # the fixture is registered either way
