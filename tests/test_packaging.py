@@ -2,46 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
-
-
-def _python(code: str, *, block: tuple[str, ...] = (), cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter in which the top-level packages in ``block`` cannot be imported."""
-    blocker = textwrap.dedent(
-        f"""
-        import sys
-
-        class _Blocker:
-            def find_spec(self, name, path=None, target=None):
-                if name.partition(".")[0] in {set(block)!r}:
-                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-                return None
-
-        sys.meta_path.insert(0, _Blocker())
-        """
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTABLE_")}
-    return subprocess.run(
-        [sys.executable, "-c", blocker + textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        cwd=cwd,
-        check=False,
-    )
+from ._blocking import ROOT, run_python
 
 
 def test_importing_the_library_does_not_import_rich() -> None:
-    result = _python(
+    result = run_python(
         """
         import sys
         import portable_wait, portable_wait.sync, portable_wait.testing, portable_wait.cli
@@ -54,7 +23,7 @@ def test_importing_the_library_does_not_import_rich() -> None:
 
 @pytest.mark.parametrize("args", [["wait", "1"], ["status", "1"], ["demo"], ["fake-server", "--port", "0"]])
 def test_cli_without_rich_prints_the_install_command_and_exits_2(args: list[str]) -> None:
-    result = _python(
+    result = run_python(
         f"""
         import sys, runpy
         sys.argv = ["portable-wait", *{args!r}]
@@ -68,7 +37,7 @@ def test_cli_without_rich_prints_the_install_command_and_exits_2(args: list[str]
 
 
 def test_library_works_without_rich() -> None:
-    result = _python(
+    result = run_python(
         """
         import asyncio
         from portable_wait import wait_for_completion
@@ -106,7 +75,7 @@ async def test_uses_the_fixture(fake_portable):
 def test_pytest_plugin_without_pytest_asyncio_names_it(tmp_path: Path, how: str) -> None:
     (tmp_path / "test_user.py").write_text(_ASYNC_TEST)
     block = ("pytest_asyncio",) if how == "not installed" else ()
-    result = _python(
+    result = run_python(
         """
         import sys, pytest
         sys.exit(pytest.main(["-p", "no:asyncio", "-p", "no:cacheprovider", "-q", "test_user.py"]))
