@@ -42,7 +42,7 @@ test-airflow: $(AIRFLOW_STAMP)
 	$(AIRFLOW_BIN)/pytest tests_airflow
 
 ## make demo: the main job, waiting on an embedded fake Portable server with a live table (about 20 s;
-## make demo DEMO_ARGS=--long for the 70 s version)
+## make demo DEMO_ARGS=--long for the 60 s version)
 demo: $(STAMP)
 	$(BIN)/portable-wait demo $(DEMO_ARGS)
 

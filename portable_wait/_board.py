@@ -10,7 +10,7 @@ import heapq
 import time
 from dataclasses import dataclass, field
 
-from ._errors import PortableError, WorkflowFailedError
+from ._errors import PortableAPIError, PortableError, WorkflowFailedError
 from ._models import Lifecycle, WorkflowStatus
 from ._polling import PollEvent
 from ._report import outcome_name, outcome_status
@@ -24,6 +24,13 @@ _ERROR_KEEP = 300
 def plural(count: int, noun: str) -> str:
     """Return "1 workflow", "2 workflows"."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _describe(error: BaseException) -> str:
+    # The table's column is narrow: lead with what differs (the status code), not "Portable API answered".
+    if isinstance(error, PortableAPIError):
+        return _one_line(f"HTTP {error.status_code} {error.message}")
+    return _one_line(str(error))
 
 
 def _one_line(text: str) -> str:
@@ -73,7 +80,7 @@ class Board:
             row.status = event.status
             row.outcome = event.status.lifecycle.value
         if event.error is not None:
-            row.error = _one_line(str(event.error))
+            row.error = _describe(event.error)
 
     def show(self, wid: int, status: WorkflowStatus) -> None:
         """Record a one-shot status (``status``): not an outcome, the run may still be going."""
@@ -89,7 +96,7 @@ class Board:
         row.outcome = outcome_name(outcome)
         row.status = outcome_status(outcome) or row.status
         if isinstance(outcome, PortableError) and not isinstance(outcome, WorkflowFailedError):
-            row.error = _one_line(str(outcome))
+            row.error = _describe(outcome)
         else:
             errors = row.status.all_errors() if row.status else []
             row.error = _one_line(errors[0]) if errors else None

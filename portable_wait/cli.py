@@ -208,7 +208,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     demo = sub.add_parser(
         "demo",
         parents=[common],
-        help="wait on an embedded fake Portable server (about 20 s; --long for about 70 s)",
+        help="wait on an embedded fake Portable server (about 20 s; --long about 60 s)",
         description="Wait on an embedded fake Portable server: a few workflows, one failure, a short outage "
         "ridden out, then the summary; every outcome is checked against what the fake was scripted to do.",
     )

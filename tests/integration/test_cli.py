@@ -487,3 +487,12 @@ def test_cli_demo_rides_out_its_outage_and_checks_every_outcome() -> None:
     assert "a 0.6 s outage" in result.stderr
     verdict = result.stderr.splitlines()[-1]
     assert verdict.startswith("demo: all 4 outcomes match") and "1 failure" in verdict and "ridden out" in verdict
+
+
+def test_cli_live_table_shows_an_outage_by_its_status_code_at_80_columns() -> None:
+    from portable_wait import PortableAPIError
+
+    board = Board([568971])
+    board.on_poll(PollEvent(568971, 4, None, 9.0, 3.0, PortableAPIError(503, "Service Unavailable")))
+    line = next(line for line in _render(board, 80) if "568971" in line)
+    assert "HTTP 503 Service Unavailable" in line
