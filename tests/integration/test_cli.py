@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
+import math
 import os
 import re
 import signal
@@ -32,6 +34,29 @@ def fake() -> Iterator[FakePortable]:
         yield server
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    # main() in-process configures the portable_wait logger for a terminal; put it back for other tests.
+    logger = logging.getLogger("portable_wait")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
+
+def in_process(
+    monkeypatch: pytest.MonkeyPatch, fake: FakePortable | None, *args: str, env: dict[str, str] | None = None
+) -> int:
+    """Run main() in this process (the same code path as the command, without an interpreter's start-up)."""
+    for name in ("PORTABLE_API_KEY", "PORTABLE_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    if fake is not None:
+        monkeypatch.setenv("PORTABLE_API_KEY", fake.api_key)
+        monkeypatch.setenv("PORTABLE_BASE_URL", fake.base_url)
+    for name, value in (env or {}).items():
+        monkeypatch.setenv(name, value)
+    return main(list(args))
+
+
 def run(
     fake: FakePortable | None, *args: str, key: bool = True, timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
@@ -55,11 +80,24 @@ def json_lines(stdout: str) -> list[dict[str, object]]:
 
 
 def test_cli_wait_all_succeeded_exits_0_with_json_lines(fake: FakePortable) -> None:
-    fake.add_workflow(1, running=1.5)  # the subprocess takes a moment to start
+    fake.add_workflow(1, running=math.inf)  # finished below, once workflow 2's end has been seen
     fake.add_workflow(2, running=0.05)
-    result = run(fake, "wait", "1", "2", "--json", *FAST)
-    assert result.returncode == 0, result.stderr
-    records = json_lines(result.stdout)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTABLE_")}
+    env.update(PORTABLE_API_KEY=fake.api_key, PORTABLE_BASE_URL=fake.base_url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "portable_wait", "wait", "1", "2", "--json", *FAST],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not any(r.lifecycle == "NOT_RUNNING" for r in fake.requests_for(2)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    fake.finish(1)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    records = json_lines(stdout)
     assert [r["workflow_id"] for r in records] == [2, 1]  # in the order they finish
     assert all(r["outcome"] == "SUCCEEDED" and r["lifecycle"] == "NOT_RUNNING" for r in records)
     assert records[0]["records"] == {"extracted": 1250, "analyzed": 1250, "loaded": 1250}
@@ -171,13 +209,20 @@ def test_cli_status_one_shot(fake: FakePortable) -> None:
         ("missing", ["77"], 4),
     ],
 )
-def test_cli_status_exit_codes(fake: FakePortable, setup: str, ids: list[str], code: int) -> None:
+def test_cli_status_exit_codes(
+    fake: FakePortable,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    setup: str,
+    ids: list[str],
+    code: int,
+) -> None:
     fake.add_workflow(1, running=60)
     fake.add_workflow(2, start=False, previous="FAILED")
     fake.add_workflow(3, start=False, previous="SUCCEEDED")
     fake.add_workflow(4, start=False)
-    result = run(fake, "status", *ids)
-    assert result.returncode == code, (setup, result.stderr)
+    assert in_process(monkeypatch, fake, "status", *ids) == code, setup
+    assert len(json_lines(capsys.readouterr().out)) == len(ids)  # captured stdout is not a terminal: JSON
 
 
 def test_cli_status_piped_is_json_lines_without_elapsed(fake: FakePortable) -> None:
@@ -263,7 +308,9 @@ def test_cli_ctrl_c_stops_cleanly_with_summary(fake: FakePortable) -> None:
 
 
 def test_cli_demo_runs_and_checks_itself() -> None:
-    result = run(None, "demo", "--workflows", "4", "--max-duration", "1", "--seed", "3", "--json", timeout=60)
+    result = run(
+        None, "demo", "--workflows", "4", "--max-duration", "1", "--outage", "0", "--seed", "3", "--json", timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert len(json_lines(result.stdout)) == 4
     assert "all 4 outcomes match" in result.stderr
@@ -433,29 +480,31 @@ def test_cli_missing_key_speaks_of_the_variable_not_api_key(fake: FakePortable) 
     ],
 )
 def test_cli_usage_errors_share_argparse_format(
-    fake: FakePortable, args: list[str], env: dict[str, str], says: str
+    fake: FakePortable,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    env: dict[str, str],
+    says: str,
 ) -> None:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("PORTABLE_")}
-    environ.update({"PORTABLE_API_KEY": fake.api_key, "PORTABLE_BASE_URL": fake.base_url, **env})
-    result = subprocess.run(
-        [sys.executable, "-m", "portable_wait", *args], env=environ, capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 2 and result.stdout == ""
-    lines = result.stderr.splitlines()
+    assert in_process(monkeypatch, fake, *args, env=env) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
     assert lines[0].startswith(f"usage: portable-wait {args[0]} ")
     assert lines[-1].startswith(f"portable-wait {args[0]}: error: ") and says in lines[-1]
-    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
     "args",
     [["--port", "99999"], ["--port", "-1"], ["--port", "http"], ["--workflows", "0"], ["--workflows", "-3"]],
 )
-def test_cli_fake_server_bad_arguments_exit_2_without_traceback(args: list[str]) -> None:
-    result = run(None, "fake-server", *args, timeout=20)
-    assert result.returncode == 2
-    assert f"portable-wait fake-server: error: argument {args[0]}" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_cli_fake_server_bad_arguments_exit_2_with_a_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    assert in_process(monkeypatch, None, "fake-server", *args) == 2  # not OverflowError or IndexError
+    err = capsys.readouterr().err
+    assert f"portable-wait fake-server: error: argument {args[0]}: expected an integer from" in err
 
 
 def test_cli_json_quiet_prints_json_and_nothing_on_stderr(fake: FakePortable) -> None:
