@@ -100,12 +100,14 @@ def render_board(board: Board, console: Console, *, live: bool = True, elapsed: 
     now = board.elapsed()
     time_column = [_Column("time", "right", lambda r: _duration(r.elapsed if r.done else now))] if elapsed else []
     width = console.size.width
+    # Room for the errors there are: with none to show, the header is all the last column needs.
+    error_need = min(_ERROR_MIN, max([len("last error"), *(len(r.error) for r in rows if r.error)]))
     for layout in _LAYOUTS:
         columns = [*layout, *time_column]
         cells = [[column.cell(row) for column in columns] for row in rows]
         natural = [max([len(column.header), *(len(line[i]) for line in cells)]) for i, column in enumerate(columns)]
         room = width - sum(n + _GAP for n in natural)
-        if room >= _ERROR_MIN or layout is _LAYOUTS[-1]:
+        if room >= error_need or layout is _LAYOUTS[-1]:
             break
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold", expand=False)
     for column, size in zip(columns, natural, strict=True):

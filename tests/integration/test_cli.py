@@ -545,3 +545,10 @@ def test_cli_live_table_shows_an_outage_by_its_status_code_at_80_columns() -> No
     board.on_poll(PollEvent(568971, 4, None, 9.0, 3.0, PortableAPIError(503, "Service Unavailable")))
     line = next(line for line in _render(board, 80) if "568971" in line)
     assert "HTTP 503 Service Unavailable" in line
+
+
+def test_cli_table_without_errors_keeps_more_columns_at_80() -> None:
+    board = _board_with_every_state()
+    board.rows[568973].error = None
+    header = _render(board, 80)[0].split()
+    assert header == ["workflow", "state", "extracted", "analyzed", "loaded", "time", "last", "error"]
