@@ -1,4 +1,5 @@
-# One entry point for developers and CI. Each target creates .venv when it is missing.
+# One entry point for developers and CI. Each target creates .venv when it is missing, with the `cli` extra
+# (rich, for the command line's tables) and the `dev` tools, so a fresh clone needs nothing else.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,12 +9,12 @@ AIRFLOW_VENV ?= .venv-airflow
 AIRFLOW_BIN := $(AIRFLOW_VENV)/bin
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench test-airflow clean
+.PHONY: test lint typecheck pytest demo bench bench-report test-airflow clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[cli,dev]'
 	@touch $(STAMP)
 
 ## make test: ruff (lint and format), mypy --strict, then the whole pytest suite
@@ -32,7 +33,7 @@ pytest: $(STAMP)
 $(AIRFLOW_STAMP): pyproject.toml
 	@test -x $(AIRFLOW_BIN)/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_BIN)/python -m pip install --quiet --upgrade pip
-	$(AIRFLOW_BIN)/python -m pip install --quiet -e '.[airflow,dev]'
+	$(AIRFLOW_BIN)/python -m pip install --quiet -e '.[airflow,cli,dev]'
 	@touch $(AIRFLOW_STAMP)
 
 ## make test-airflow: the Airflow integration against real Airflow 3, in its own environment
@@ -40,7 +41,8 @@ test-airflow: $(AIRFLOW_STAMP)
 	$(AIRFLOW_BIN)/mypy portable_wait/airflow.py portable_wait/_airflow_provider.py tests_airflow/*.py examples/airflow_dag.py
 	$(AIRFLOW_BIN)/pytest tests_airflow
 
-## make demo: the main job, waiting on an embedded fake Portable server with a live table
+## make demo: the main job, waiting on an embedded fake Portable server with a live table (about 20 s;
+## make demo DEMO_ARGS=--long for the 60 s version)
 demo: $(STAMP)
 	$(BIN)/portable-wait demo $(DEMO_ARGS)
 
@@ -48,6 +50,10 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m benchmarks
+
+## make bench-report: rebuild docs/performance.md from the stored results in docs/bench-results/ (no benchmark runs)
+bench-report: $(STAMP)
+	$(BIN)/python -m benchmarks report
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -47,10 +47,11 @@ from ._redact import Redactor, register_key, unregister_key
 from ._validate import check_int, check_seconds, check_timeout, check_workflow_id
 from ._version import __version__
 
-__all__ = ["API_KEY_ENV", "DEFAULT_BASE_URL", "PortableClient"]
+__all__ = ["API_KEY_ENV", "BASE_URL_ENV", "DEFAULT_BASE_URL", "PortableClient"]
 
 DEFAULT_BASE_URL = "https://api.portable.io"
 API_KEY_ENV = "PORTABLE_API_KEY"
+BASE_URL_ENV = "PORTABLE_BASE_URL"
 USER_AGENT = f"portable-wait/{__version__}"
 _UNSET: Any = object()
 _EXCERPT = 40  # characters of a body shown in an error, after redaction
@@ -69,8 +70,9 @@ class PortableClient:
             as a bearer token to ``base_url``'s host and never shown in a repr, a log line or an exception.
         base_url: The API's root. ``http://`` is refused except for loopback hosts (tests, the fake server),
             so the key never crosses a network in clear text. A path is kept as a prefix, for a proxy
-            (``https://gw.example.com/portable``); one ending in the API's own ``/v2`` is refused. Default
-            ``https://api.portable.io``.
+            (``https://gw.example.com/portable``); one ending in the API's own ``/v2`` is refused. None (the
+            default) means the ``PORTABLE_BASE_URL`` environment variable when it is set and not blank, else
+            ``https://api.portable.io``; an explicit argument always wins over the variable.
         request_timeout: Seconds one HTTP request may take, from sending it to reading the whole body.
             Default 30. (``timeout=`` is its deprecated old name, accepted with a ``DeprecationWarning`` until
             the next release: everywhere else ``timeout`` means a whole wait.)
@@ -92,7 +94,8 @@ class PortableClient:
     the same workflow share one poll stream.
 
     Raises:
-        ValueError: No key was given and ``PORTABLE_API_KEY`` is unset or empty, or an argument is out of range.
+        ValueError: No key was given and ``PORTABLE_API_KEY`` is unset or empty, ``PORTABLE_BASE_URL`` is not a
+            usable URL (the message names the variable), or an argument is out of range.
         TypeError: An argument has the wrong type.
     """
 
@@ -100,7 +103,7 @@ class PortableClient:
         self,
         api_key: str | None = None,
         *,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         retry: RetryPolicy = DEFAULT_RETRY,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
@@ -109,7 +112,7 @@ class PortableClient:
         timeout: float = _UNSET,
     ) -> None:
         key = _resolve_key(api_key)
-        self._base_url = _check_base_url(base_url)
+        self._base_url = _resolve_base_url(base_url)
         if timeout is not _UNSET:
             if request_timeout != DEFAULT_REQUEST_TIMEOUT:
                 raise TypeError("pass request_timeout= only; timeout= is its deprecated old name")
@@ -488,6 +491,18 @@ def _resolve_key(api_key: str | None) -> str:
         # Named without the value: the value is the secret.
         raise ValueError("api_key contains whitespace or non-printable characters; check how it was copied")
     return api_key
+
+
+def _resolve_base_url(base_url: str | None) -> str:
+    if base_url is not None:
+        return _check_base_url(base_url)
+    from_env = os.environ.get(BASE_URL_ENV, "").strip()
+    if not from_env:
+        return DEFAULT_BASE_URL
+    try:
+        return _check_base_url(from_env)
+    except ValueError as exc:
+        raise ValueError(f"the {BASE_URL_ENV} environment variable is not usable ({exc}); fix or unset it") from None
 
 
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")

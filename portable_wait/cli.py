@@ -1,18 +1,29 @@
 """The ``portable-wait`` command: a thin layer of parsing and rendering over the library.
 
-Exit status (``wait`` and ``demo``; ``status`` uses 0, 2 and 4):
+Needs the ``cli`` extra (``pip install 'portable-wait[cli]'``) for its tables; without it every command prints
+that install command and exits 2.
+
+Exit status of ``wait`` and ``demo``:
 
 ====  =====================================================================================
-0     every workflow succeeded
+0     every workflow succeeded (``demo``: every outcome matched what the fake server scripted)
 1     at least one workflow finished without succeeding (FAILED, never ran, unknown)
-2     bad usage: arguments, or no ``PORTABLE_API_KEY``
+2     bad usage: arguments, no ``PORTABLE_API_KEY``, or the ``cli`` extra is not installed
 3     at least one wait timed out
 4     an API, authentication or network error ended at least one wait
 130   interrupted (Ctrl-C)
 ====  =====================================================================================
 
-When outcomes are mixed, the highest of 4, 3 and 1 wins. The API key is read from ``PORTABLE_API_KEY`` only:
-a command-line flag would leave it in shell history and in ``ps`` output.
+When outcomes are mixed, the highest of 4, 3 and 1 wins. ``status`` answers once, with the same codes where they
+apply: 0 no workflow's latest run finished without succeeding (running and pending ones included), 1 at least
+one did (FAILED, never ran, unknown disposition), 2 bad usage, 4 an error answered for at least one workflow
+(4 wins over 1).
+
+Output: on a terminal a table (and for ``wait`` a summary line); with ``--json``, or whenever stdout is not a
+terminal, one JSON object per workflow on stdout and the summary on stderr. ``--quiet`` silences what is meant
+for people: alone it prints nothing at all; with ``--json`` the JSON lines are still printed and stderr stays
+empty. The API key is read from ``PORTABLE_API_KEY`` only: a command-line flag would leave it in shell history
+and in ``ps`` output.
 """
 
 from __future__ import annotations
@@ -20,41 +31,41 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import heapq
 import json
 import logging
 import math
 import os
+import random
 import secrets
 import signal
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
-
-from ._client import API_KEY_ENV, DEFAULT_BASE_URL, PortableClient
+from ._board import Board, plural
+from ._client import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, PortableClient
 from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_POLL, PollPolicy
-from ._errors import PortableError, WorkflowFailedError
+from ._errors import PortableError
 from ._fanout import as_completed
-from ._models import WorkflowStatus
-from ._polling import PollEvent
+from ._models import Lifecycle, WorkflowStatus
 from ._redact import RedactingFilter, Redactor, redacted_output
-from ._report import outcome_name, outcome_status, outcome_to_json
+from ._report import outcome_name, outcome_to_json
 from ._validate import check_seconds
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+INSTALL_CLI = "pip install 'portable-wait[cli]'"
 _DEMO_POLL = PollPolicy(initial=0.5, maximum=3.0, multiplier=1.5, jitter=0.2, outage_tolerance=60.0)
-_MAX_ROWS = 40
+_MAX_PORT = 65_535
+_MAX_WORKFLOWS = 100_000
 _NOW_LOOK_BACK = 10.0
 """Seconds before the command started that ``--after now`` stands for (see `_parse_after`)."""
 
@@ -65,24 +76,33 @@ class _UsageError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    parser = _parser()
+    parser, commands = _parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
         return int(exc.code or 0)
+    try:
+        import rich  # noqa: F401  # the tables need it; checked before any work so no command fails halfway
+    except ImportError:
+        print(f"portable-wait: the command line needs the 'cli' extra: {INSTALL_CLI}", file=sys.stderr)
+        return EXIT_USAGE
     _configure_logging(args.verbose)
     try:
         if args.command == "fake-server":
             return _run(_fake_server(args))
         if args.command == "demo":
-            return _run(_demo(args))
+            return _run(_demo(args, _demo_plan(args)))
         client = _make_client(args)
         if args.command == "status":
             return _run(_status(args, client))
         return _run(_wait(args, client, _poll_policy(args), _parse_after(args.after)))
     except _UsageError as exc:
-        print(f"portable-wait: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        # The same shape as argparse's own errors: usage line, "portable-wait wait: error: ...", exit 2.
+        try:
+            commands[args.command].error(str(exc))
+        except SystemExit as exit_:
+            return int(exit_.code or EXIT_USAGE)
+        return EXIT_USAGE  # pragma: no cover - error() always exits
 
 
 # -- arguments ----------------------------------------------------------------------------------------------
@@ -105,23 +125,66 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}") from None
 
 
-def _parser() -> argparse.ArgumentParser:
+def _seconds_or_zero(text: str) -> float:
+    return 0.0 if text.strip() in ("0", "0.0") else _seconds(text)
+
+
+def _int_between(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low:,} to {high:,}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a share from 0 to 1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a share from 0 to 1, got {text!r}")
+    return value
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
         prog="portable-wait",
         description="Wait for Portable data-integration workflows to finish.",
-        epilog=f"The API key is read from {API_KEY_ENV}. Exit status: 0 all succeeded, 1 a workflow did not "
-        "succeed, 2 bad usage, 3 timed out, 4 API/auth/network error, 130 interrupted.",
+        epilog=f"The API key is read from {API_KEY_ENV}, the API's address from {BASE_URL_ENV} (or --base-url). "
+        "Exit status: 0 all succeeded, 1 a workflow did not succeed, 2 bad usage, 3 timed out, "
+        "4 API/auth/network error, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"portable-wait {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=0, help="log retries (-v) and every poll (-vv)")
-    common.add_argument("--json", action="store_true", help="one JSON object per workflow on stdout")
-    common.add_argument("--quiet", "-q", action="store_true", help="no table or summary; only the exit status")
+    common.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per workflow on stdout (the default when stdout is not a terminal)",
+    )
+    common.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="nothing for people: no table, no summary; with --json only the JSON lines",
+    )
 
     api = argparse.ArgumentParser(add_help=False)
-    api.add_argument("--base-url", default=os.environ.get("PORTABLE_BASE_URL", DEFAULT_BASE_URL))
+    api.add_argument(
+        "--base-url",
+        default=None,
+        metavar="URL",
+        help=f"the API's root (default: ${BASE_URL_ENV} if set, else {DEFAULT_BASE_URL}); "
+        "http:// only for 127.0.0.1/localhost",
+    )
     api.add_argument(
         "--max-concurrency",
         type=int,
@@ -129,6 +192,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"requests in flight at once (default {DEFAULT_MAX_CONCURRENCY})",
     )
     api.add_argument("--rate-limit", type=float, default=None, help="requests per second at most")
+    ids_help = "workflow IDs (positive integers), as shown in Portable's URLs"
 
     waiting = argparse.ArgumentParser(add_help=False)
     waiting.add_argument("--timeout", type=_seconds, default=None, help="seconds to wait for each workflow")
@@ -153,29 +217,92 @@ def _parser() -> argparse.ArgumentParser:
     waiting.add_argument("--outage-tolerance", type=float, default=None, help="seconds of failures to ride out")
 
     wait = sub.add_parser("wait", parents=[common, api, waiting], help="wait for workflows to finish")
-    wait.add_argument("workflow_ids", metavar="ID", nargs="+", type=_positive_id)
-    status = sub.add_parser("status", parents=[common, api], help="show workflows' current status once")
-    status.add_argument("workflow_ids", metavar="ID", nargs="+", type=_positive_id)
+    wait.add_argument("workflow_ids", metavar="ID", nargs="+", type=_positive_id, help=ids_help)
+    status = sub.add_parser(
+        "status",
+        parents=[common, api],
+        help="show workflows' current status once",
+        epilog="Exit status: 0 no latest run finished without succeeding (running ones included), 1 at least one "
+        "did (FAILED, never ran, unknown), 2 bad usage, 4 an error answered for at least one workflow.",
+    )
+    status.add_argument("workflow_ids", metavar="ID", nargs="+", type=_positive_id, help=ids_help)
 
-    demo = sub.add_parser("demo", parents=[common], help="wait on an embedded fake Portable server")
-    demo.add_argument("--workflows", type=int, default=12, help="how many workflows (default 12)")
-    demo.add_argument("--fail-rate", type=float, default=0.2, help="share that fail (default 0.2)")
-    demo.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable demo")
-    demo.add_argument("--max-duration", type=_seconds, default=60.0, help="longest run, seconds (default 60)")
+    demo = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="wait on an embedded fake Portable server (about 20 s; --long about 60 s)",
+        description="Wait on an embedded fake Portable server: a few workflows, one failure, a short outage "
+        "ridden out, then the summary; every outcome is checked against what the fake was scripted to do.",
+    )
+    demo.add_argument(
+        "--long", action="store_true", help="the longer story: 12 workflows of up to 60 s, 20%% failing, 5%% 503s"
+    )
+    demo.add_argument(
+        "--workflows",
+        type=_int_between(1, _MAX_WORKFLOWS),
+        default=None,
+        metavar="N",
+        help="how many workflows (default 6; --long 12)",
+    )
+    demo.add_argument(
+        "--fail-rate",
+        type=_share,
+        default=None,
+        metavar="SHARE",
+        help="share that fail, 0 to 1 (default: exactly one; --long 0.2)",
+    )
+    demo.add_argument("--seed", type=int, default=None, metavar="N", help="random seed, for a repeatable demo")
+    demo.add_argument(
+        "--max-duration",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="seconds the longest run takes; runs are spread up to it (default 18; --long 60)",
+    )
+    demo.add_argument(
+        "--outage",
+        type=_seconds_or_zero,
+        default=None,
+        metavar="SECONDS",
+        help="length of an outage (every answer a 503) that starts 40%% of the way in; 0 for none (default 3)",
+    )
 
-    fake = sub.add_parser("fake-server", help="serve a fake Portable API for trials with curl")
-    fake.add_argument("-v", "--verbose", action="count", default=0)
-    fake.add_argument("--port", type=int, default=8765)
-    fake.add_argument("--workflows", type=int, default=10)
-    fake.add_argument("--seed", type=int, default=None)
-    return parser
+    fake = sub.add_parser(
+        "fake-server",
+        help="serve a fake Portable API for trials with curl",
+        description="Serve a fake Portable API on 127.0.0.1 until Ctrl-C, and print the commands to try it.",
+    )
+    fake.add_argument("-v", "--verbose", action="count", default=0, help="log each request the server answers")
+    fake.add_argument(
+        "--port",
+        type=_int_between(0, _MAX_PORT),
+        default=8765,
+        metavar="PORT",
+        help="TCP port on 127.0.0.1, 0 for any free one (default 8765)",
+    )
+    fake.add_argument(
+        "--workflows",
+        type=_int_between(1, _MAX_WORKFLOWS),
+        default=10,
+        metavar="N",
+        help="how many workflows, with IDs from 1 (default 10)",
+    )
+    fake.add_argument(
+        "--seed", type=int, default=None, metavar="N", help="random seed for the workflows' durations and outcomes"
+    )
+    return parser, {"wait": wait, "status": status, "demo": demo, "fake-server": fake}
 
 
 def _make_client(args: argparse.Namespace) -> PortableClient:
+    if not os.environ.get(API_KEY_ENV, "").strip():
+        raise _UsageError(f"no API key: set the {API_KEY_ENV} environment variable (export {API_KEY_ENV}=...)")
     try:
         return PortableClient(base_url=args.base_url, max_concurrency=args.max_concurrency, rate_limit=args.rate_limit)
     except (TypeError, ValueError) as exc:
-        raise _UsageError(str(exc)) from None
+        message = str(exc)
+        if args.base_url is not None and message.startswith("base_url"):
+            message = "--base-url" + message.removeprefix("base_url")
+        raise _UsageError(message) from None
 
 
 def _poll_policy(args: argparse.Namespace) -> PollPolicy:
@@ -263,99 +390,6 @@ async def _interruptible() -> None:
             loop.add_signal_handler(sig, task.cancel)
 
 
-@dataclass
-class _Row:
-    workflow_id: int
-    status: WorkflowStatus | None = None
-    error: str | None = None
-    outcome: str = "WAITING"
-    elapsed: float = 0.0
-    done: bool = False
-
-
-@dataclass
-class _Board:
-    """What the live table shows, fed by poll events and outcomes."""
-
-    ids: list[int]
-    started: float = field(default_factory=time.monotonic)
-    rows: dict[int, _Row] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.rows = {wid: _Row(wid) for wid in self.ids}
-
-    def on_poll(self, event: PollEvent) -> None:
-        row = self.rows[event.workflow_id]
-        row.elapsed = event.elapsed
-        if event.status is not None:
-            row.status = event.status
-            row.outcome = event.status.lifecycle.value
-        if event.error is not None:
-            row.error = _short(str(event.error))
-
-    def finish(self, wid: int, outcome: WorkflowStatus | PortableError) -> None:
-        row = self.rows[wid]
-        row.done = True
-        row.elapsed = time.monotonic() - self.started
-        row.outcome = outcome_name(outcome)
-        row.status = outcome_status(outcome) or row.status
-        if isinstance(outcome, PortableError) and not isinstance(outcome, WorkflowFailedError):
-            row.error = _short(str(outcome))
-        else:
-            errors = row.status.all_errors() if row.status else []
-            row.error = _short(errors[0]) if errors else None
-
-    def table(self) -> Group:
-        table = Table(expand=False, header_style="bold")
-        for name, justify in (
-            ("workflow", "right"),
-            ("lifecycle", "left"),
-            ("disposition", "left"),
-            ("extracted", "right"),
-            ("analyzed", "right"),
-            ("loaded", "right"),
-            ("elapsed", "right"),
-            ("last error", "left"),
-        ):
-            table.add_column(name, justify=justify)  # type: ignore[arg-type]
-        # Refreshed four times a second: pick the rows shown without sorting every workflow.
-        shown = heapq.nsmallest(_MAX_ROWS, self.rows.values(), key=lambda r: (r.done, r.workflow_id))
-        for row in shown:
-            status = row.status
-            table.add_row(
-                str(row.workflow_id),
-                status.lifecycle.value if status else "…",
-                Text(
-                    row.outcome if row.done else (status.disposition.value if status else "…"),
-                    style=_STYLES.get(row.outcome, ""),
-                ),
-                f"{status.records_extracted:,}" if status else "",
-                f"{status.records_analyzed:,}" if status else "",
-                f"{status.records_loaded:,}" if status else "",
-                f"{row.elapsed if row.done else time.monotonic() - self.started:5.1f}s",
-                Text(row.error or "", style="red" if row.error else ""),
-            )
-        parts: list[Any] = [table]
-        if len(self.rows) > _MAX_ROWS:
-            parts.append(Text(f"… and {len(self.rows) - _MAX_ROWS} more"))
-        parts.append(Text(self.summary_line()))
-        return Group(*parts)
-
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for row in self.rows.values():
-            key = row.outcome if row.done else "WAITING"
-            counts[key] = counts.get(key, 0) + 1
-        return counts
-
-    def summary_line(self) -> str:
-        parts = [f"{n} {name.lower()}" for name, n in sorted(self.counts().items())]
-        return f"{len(self.rows)} workflows in {time.monotonic() - self.started:.1f}s: " + ", ".join(parts)
-
-
-_STYLES = {"SUCCEEDED": "green", "FAILED": "bold red", "TIMEOUT": "yellow", "ERROR": "bold red"}
-
-
 def _exit_code(outcomes: Sequence[WorkflowStatus | PortableError]) -> int:
     names = {outcome_name(o) for o in outcomes}
     if "ERROR" in names:
@@ -367,9 +401,19 @@ def _exit_code(outcomes: Sequence[WorkflowStatus | PortableError]) -> int:
     return EXIT_OK
 
 
-def _short(text: str, limit: int = 60) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _status_exit_code(results: Sequence[WorkflowStatus | PortableError]) -> int:
+    if any(isinstance(r, PortableError) for r in results):
+        return EXIT_ERROR
+    finished = [r for r in results if isinstance(r, WorkflowStatus) and r.lifecycle is Lifecycle.NOT_RUNNING]
+    if any(outcome_name(r) != "SUCCEEDED" for r in finished):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _console(file: TextIO) -> Console:
+    from ._table import make_console
+
+    return make_console(file)
 
 
 async def _wait(
@@ -377,19 +421,33 @@ async def _wait(
     client: PortableClient,
     poll: PollPolicy,
     after: datetime | None,
-    expected: dict[int, str] | None = None,
+    verify: Callable[[dict[int, WorkflowStatus | PortableError], TextIO], int] | None = None,
 ) -> int:
-    """Wait on ``args.workflow_ids``, rendering a live table, JSON lines, or nothing."""
+    """Wait on ``args.workflow_ids``, rendering a live table, JSON lines, or nothing.
+
+    ``verify`` (the demo's check) gets every outcome and where to write its verdict, and decides the exit status.
+    """
+    from rich.live import Live
+
+    from ._table import render_board
+
     await _interruptible()
     ids = list(dict.fromkeys(args.workflow_ids))
-    board = _Board(ids)
+    board = Board(ids)
     out: TextIO = sys.stdout
     json_mode = args.json or (not out.isatty() and not args.quiet)
-    console = Console(file=sys.stderr if json_mode else out)
+    human = not args.quiet  # what is meant for people: the table, the summary, the demo's verdict
+    console = _console(sys.stderr if json_mode else out)
     outcomes: dict[int, WorkflowStatus | PortableError] = {}
     interrupted = False
-    live = Live(get_renderable=board.table, console=console, refresh_per_second=4, transient=False)
-    show_live = not (json_mode or args.quiet)
+    live = Live(
+        get_renderable=lambda: render_board(board, console),
+        console=console,
+        refresh_per_second=4,
+        transient=False,
+        vertical_overflow="crop",
+    )
+    show_live = human and not json_mode
     async with client:
         if show_live:
             live.start()
@@ -408,76 +466,160 @@ async def _wait(
             if show_live:
                 live.stop()
     if interrupted:
-        if not args.quiet:
+        if human:
             print(f"interrupted: {board.summary_line()}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if json_mode and not args.quiet:
+    if json_mode and human:
         print(board.summary_line(), file=sys.stderr)  # the live table already ends with it
     code = _exit_code(list(outcomes.values()))
-    if expected is not None:
-        wrong = [wid for wid, name in expected.items() if outcome_name(outcomes[wid]) != name]
-        message = (
-            f"demo: all {len(expected)} outcomes match what the fake server scripted"
-            if not wrong
-            else f"demo: outcomes differ from the script for workflows {wrong}"
-        )
-        print(message, file=sys.stderr if json_mode else out)
-        return EXIT_OK if not wrong else EXIT_FAILED
-    return code
+    if verify is None:
+        return code
+    return verify(outcomes, sys.stderr if json_mode else out)
 
 
 async def _status(args: argparse.Namespace, client: PortableClient) -> int:
     ids = list(dict.fromkeys(args.workflow_ids))
     async with client:
-        results = await asyncio.gather(*(client.get_workflow_status(w) for w in ids), return_exceptions=True)
-    board = _Board(ids)
-    code = EXIT_OK
-    for wid, result in zip(ids, results, strict=True):
-        if isinstance(result, BaseException) and not isinstance(result, PortableError):
-            raise result
-        if isinstance(result, PortableError):
-            code = EXIT_ERROR
-            board.finish(wid, result)
-        else:
-            board.rows[wid].status = result
-        if args.json:
+        answers = await asyncio.gather(*(client.get_workflow_status(w) for w in ids), return_exceptions=True)
+    results: list[WorkflowStatus | PortableError] = []
+    for answer in answers:
+        if isinstance(answer, BaseException) and not isinstance(answer, PortableError):
+            raise answer
+        results.append(answer)
+    json_mode = args.json or not sys.stdout.isatty()
+    if json_mode:
+        for wid, result in zip(ids, results, strict=True):
             record = outcome_to_json(wid, result)
             if isinstance(result, WorkflowStatus):
                 del record["outcome"]  # a one-shot status is not an outcome: the run may still be going
-            print(json.dumps(record))
-    if not args.json and not args.quiet:
-        Console().print(board.table().renderables[0])
-    return code
+            print(json.dumps(record), flush=True)
+    elif not args.quiet:
+        from ._table import render_board
+
+        board = Board(ids)
+        for wid, result in zip(ids, results, strict=True):
+            if isinstance(result, WorkflowStatus):
+                board.show(wid, result)
+            else:
+                board.finish(wid, result)
+        console = _console(sys.stdout)
+        console.print(render_board(board, console, live=False, elapsed=False))
+    return _status_exit_code(results)
 
 
-async def _demo(args: argparse.Namespace) -> int:
+# -- demo ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _DemoPlan:
+    """What the demo's fake server is scripted to do."""
+
+    workflows: int
+    max_duration: float
+    fail_rate: float | None  # None: exactly one workflow fails
+    fault_rate: float  # share of answers that are random 503s
+    outage: float  # seconds during which every answer is a 503
+    seed: int | None
+
+    @property
+    def min_duration(self) -> float:
+        return min(3.0, self.max_duration)
+
+    @property
+    def outage_start(self) -> float:
+        return 0.4 * self.max_duration
+
+    @property
+    def expected_seconds(self) -> float:
+        """How long the demo should take: the longest run, then at most one poll interval to notice it."""
+        return self.max_duration + _DEMO_POLL.maximum
+
+
+def _demo_plan(args: argparse.Namespace) -> _DemoPlan:
+    def pick(value: Any, short: Any, long: Any) -> Any:
+        return value if value is not None else (long if args.long else short)
+
+    return _DemoPlan(
+        workflows=pick(args.workflows, 6, 12),
+        max_duration=pick(args.max_duration, 18.0, 60.0),
+        fail_rate=pick(args.fail_rate, None, 0.2),
+        fault_rate=0.05 if args.long else 0.0,
+        outage=pick(args.outage, 3.0, 3.0),
+        seed=args.seed,
+    )
+
+
+async def _demo(args: argparse.Namespace, plan: _DemoPlan) -> int:
     from .testing import FakePortable
 
-    if not 0 <= args.fail_rate <= 1:
-        raise _UsageError("--fail-rate must be between 0 and 1")
-    if not 1 <= args.workflows <= 100_000:
-        raise _UsageError("--workflows must be between 1 and 100000")
-    fake = FakePortable(api_key=secrets.token_urlsafe(16), seed=args.seed)
+    rng = random.Random(plan.seed)
+    fake = FakePortable(api_key=secrets.token_urlsafe(16), seed=plan.seed)
     async with fake:
-        ids = fake.populate(
-            args.workflows,
-            first_id=568971,
-            min_duration=min(3.0, args.max_duration),
-            max_duration=args.max_duration,
-            fail_rate=args.fail_rate,
-        )
-        fake.add_fault("503", rate=0.05)
+        ids = list(range(568971, 568971 + plan.workflows))
+        # Durations spread evenly up to max_duration, so one finishes every few seconds and the longest sets
+        # how long the demo takes; the seed decides which workflow gets which, and which fail.
+        step = (plan.max_duration - plan.min_duration) / max(plan.workflows - 1, 1)
+        durations = [plan.min_duration + step * i for i in range(plan.workflows)]
+        rng.shuffle(durations)
+        failing = {rng.choice(ids)} if plan.fail_rate is None else {w for w in ids if rng.random() < plan.fail_rate}
+        for wid, duration in zip(ids, durations, strict=True):
+            pending = duration * rng.uniform(0.05, 0.3)
+            failed = wid in failing
+            fake.add_workflow(
+                wid,
+                pending=pending,
+                running=duration - pending,
+                outcome="FAILED" if failed else "SUCCEEDED",
+                errors=[f"destination rejected batch {rng.randint(1, 99)}: schema mismatch in column 'amount'"]
+                if failed
+                else (),
+                resources={name: rng.randint(100, 500_000) for name in ("accounts", "contacts", "events")},
+            )
+        if plan.outage:
+            fake.outage(plan.outage_start, plan.outage)
+        if plan.fault_rate:
+            fake.add_fault("503", rate=plan.fault_rate)
         expected = {wid: fake.workflows[wid].final_disposition() for wid in ids}
         if not args.quiet:
+            faults = [f"a {plan.outage:g} s outage at {plan.outage_start:g} s"] if plan.outage else []
+            faults += [f"{plan.fault_rate:.0%} random 503s"] if plan.fault_rate else []
             print(
-                f"demo: {len(ids)} workflows on a fake Portable at {fake.base_url} (5% of answers are 503s), "
-                f"polling every {_DEMO_POLL.initial:g}-{_DEMO_POLL.maximum:g} s",
+                f"demo: {plural(len(ids), 'workflow')} of up to {plan.max_duration:g} s on a fake Portable at "
+                f"{fake.base_url}; {plural(len(failing), 'failure')}; {', '.join(faults) or 'no faults'}",
                 file=sys.stderr,
             )
         args.workflow_ids = ids
         args.timeout = None
         client = fake.client()
-        return await _wait(args, client, _DEMO_POLL, None, expected)
+
+        def verify(outcomes: dict[int, WorkflowStatus | PortableError], file: TextIO) -> int:
+            faults = sum(1 for r in fake.requests if r.fault is not None)
+            return _check_demo(expected, outcomes, quiet=args.quiet, faults=faults, file=file)
+
+        return await _wait(args, client, _DEMO_POLL, None, verify)
+
+
+def _check_demo(
+    expected: dict[int, str],
+    outcomes: dict[int, WorkflowStatus | PortableError],
+    *,
+    quiet: bool,
+    faults: int,
+    file: TextIO,
+) -> int:
+    """Compare every outcome with what the fake server was scripted to do; exit 0 only if all match."""
+    wrong = [wid for wid, name in expected.items() if wid not in outcomes or outcome_name(outcomes[wid]) != name]
+    if not quiet:
+        failures = sum(1 for name in expected.values() if name != "SUCCEEDED")
+        ridden = f", {plural(faults, 'faulty answer')} ridden out" if faults else ""
+        message = (
+            f"demo: all {len(expected)} outcomes match what the fake server scripted "
+            f"({plural(failures, 'failure')}{ridden})"
+            if not wrong
+            else f"demo: outcomes differ from the script for workflows {wrong}"
+        )
+        print(message, file=file)
+    return EXIT_OK if not wrong else EXIT_FAILED
 
 
 async def _fake_server(args: argparse.Namespace) -> int:
@@ -491,10 +633,11 @@ async def _fake_server(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise _UsageError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}") from None
     ids = fake.populate(args.workflows, first_id=1)
-    print(f"fake Portable API at {fake.base_url} with workflows {ids[0]}..{ids[-1]}")
-    print(f"  export {API_KEY_ENV}={key} PORTABLE_BASE_URL={fake.base_url}")
+    span = f"workflow {ids[0]}" if len(ids) == 1 else f"workflows {ids[0]}..{ids[-1]}"
+    print(f"fake Portable API at {fake.base_url} with {span}")
+    print(f"  export {API_KEY_ENV}={key} {BASE_URL_ENV}={fake.base_url}")
     print(f"  curl -H 'Authorization: Bearer {key}' {fake.base_url}/v2/workflows/{ids[0]}/status")
-    print(f"  portable-wait wait {ids[0]} {ids[-1]}")
+    print(f"  portable-wait wait {' '.join(str(i) for i in dict.fromkeys((ids[0], ids[-1])))}")
     print("Ctrl-C stops it.", flush=True)
     try:
         await asyncio.Event().wait()

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Coroutine, Iterable
 from typing import Any, Literal, TypeVar, overload
 
-from ._client import DEFAULT_BASE_URL, PortableClient
+from ._client import PortableClient
 from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY, RetryPolicy
 from ._fanout import wait_for_many as _wait_for_many
 from ._hub import Outcome
@@ -36,7 +36,7 @@ def wait_for_completion(
     workflow_id: int,
     *,
     api_key: str | None = None,
-    base_url: str = DEFAULT_BASE_URL,
+    base_url: str | None = None,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     retry: RetryPolicy = DEFAULT_RETRY,
     **wait_kwargs: Unpack[WaitKwargs],
@@ -46,7 +46,7 @@ def wait_for_completion(
     Args:
         workflow_id: A positive int.
         api_key: The API key; defaults to ``PORTABLE_API_KEY``.
-        base_url: The API root. Default ``https://api.portable.io``.
+        base_url: The API root. Default: ``PORTABLE_BASE_URL`` if set, else ``https://api.portable.io``.
         request_timeout: Seconds one HTTP request may take (the client's ``request_timeout``).
         retry: The client's `RetryPolicy`.
         **wait_kwargs: ``timeout``, ``poll``, ``raise_on_failure``, ``after``, ``on_poll``, as for
@@ -72,7 +72,7 @@ def wait_for_many(
     workflow_ids: Iterable[int],
     *,
     api_key: str | None = ...,
-    base_url: str = ...,
+    base_url: str | None = ...,
     request_timeout: float = ...,
     retry: RetryPolicy = ...,
     max_concurrency: int = ...,
@@ -87,7 +87,7 @@ def wait_for_many(
     workflow_ids: Iterable[int],
     *,
     api_key: str | None = ...,
-    base_url: str = ...,
+    base_url: str | None = ...,
     request_timeout: float = ...,
     retry: RetryPolicy = ...,
     max_concurrency: int = ...,
@@ -101,7 +101,7 @@ def wait_for_many(
     workflow_ids: Iterable[int],
     *,
     api_key: str | None = None,
-    base_url: str = DEFAULT_BASE_URL,
+    base_url: str | None = None,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     retry: RetryPolicy = DEFAULT_RETRY,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
@@ -144,7 +144,7 @@ def get_workflow_status(
     workflow_id: int,
     *,
     api_key: str | None = None,
-    base_url: str = DEFAULT_BASE_URL,
+    base_url: str | None = None,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     retry: RetryPolicy = DEFAULT_RETRY,
 ) -> WorkflowStatus:

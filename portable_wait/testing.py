@@ -18,9 +18,13 @@ Example::
             status = await wait_for_completion(client, 1, poll=FAST_POLL)
         assert fake.requests[0].status == 503
 
-With pytest-asyncio installed, the ``fake_portable`` and ``portable_client`` fixtures (registered by this
-package's pytest plugin) give you the same in one line. `FakePortable.run_in_thread` serves it from a background
-thread, for blocking code and subprocesses.
+The ``fake_portable`` and ``portable_client`` fixtures (registered by this package's pytest plugin) give you the
+same in one line; they need pytest-asyncio, and say so if it is missing. `FakePortable.run_in_thread` serves it
+from a background thread, for blocking code and subprocesses: give a subprocess ``base_url`` and ``api_key`` as
+``PORTABLE_BASE_URL`` and ``PORTABLE_API_KEY``, which `PortableClient` and the CLI read.
+
+Scripting a FAILED run: ``fake.add_workflow(7, running=0.5, outcome="FAILED", errors=["warehouse suspended"])``;
+a wait on it raises `WorkflowFailedError` whose ``status.errors`` holds the message.
 """
 
 from __future__ import annotations

@@ -70,3 +70,15 @@ async def test_readme_fixture_example_runs(fake_portable: FakePortable, portable
     namespace: dict[str, Any] = {}
     exec(compile(block("test_my_pipeline"), "README.md", "exec"), namespace)
     await namespace["test_my_pipeline"](fake_portable, portable_client)
+
+
+async def test_readme_testing_examples_run(fake_portable: FakePortable, portable_client: PortableClient) -> None:
+    namespace: dict[str, Any] = {}
+    exec(compile(block("def test_a_failed_run"), "README.md", "exec"), namespace)
+    await namespace["test_a_failed_run"](fake_portable, portable_client)
+
+
+def test_readme_blocking_testing_example_runs() -> None:
+    namespace: dict[str, Any] = {}
+    exec(compile(block("def test_blocking_code"), "README.md", "exec"), namespace)
+    namespace["test_blocking_code"]()

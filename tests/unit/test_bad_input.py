@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timezone
@@ -300,6 +301,21 @@ async def _echoed_key(mocked: aioresponses) -> None:
         assert "[redacted]" in str(caught.value) and "SECRET" not in str(caught.value)
         status = await c.get_workflow_status(7)
     assert status.errors == ("token [redacted] rejected",)
+
+
+@row("`PORTABLE_BASE_URL` set to such a URL (and no `base_url`)")
+async def _bad_base_url_env(mocked: aioresponses) -> None:
+    saved = os.environ.get("PORTABLE_BASE_URL")
+    try:
+        for bad in ("http://api.example.com", "https://user:pw@api.portable.io", "https://api.portable.io/?x=1"):
+            os.environ["PORTABLE_BASE_URL"] = bad
+            with pytest.raises(ValueError, match="PORTABLE_BASE_URL"):
+                PortableClient(KEY)
+    finally:
+        if saved is None:
+            os.environ.pop("PORTABLE_BASE_URL", None)
+        else:
+            os.environ["PORTABLE_BASE_URL"] = saved
 
 
 @row('`first_contact_timeout=0`, `"30"`')
