@@ -20,10 +20,12 @@ from ._errors import (
 from ._fanout import as_completed, wait_for_many
 from ._models import Disposition, Lifecycle, ResourceStatus, WorkflowStatus
 from ._polling import PollEvent, wait_for_completion
+from ._telemetry import ClientStats
 from ._version import __version__
 
 __all__ = [
     "AuthenticationError",
+    "ClientStats",
     "Disposition",
     "InvalidResponseError",
     "Lifecycle",

@@ -30,6 +30,7 @@ from ._errors import (
 )
 from ._models import WorkflowStatus
 from ._pacing import Pacer
+from ._telemetry import ClientStats, ClientTelemetry
 from ._validate import check_workflow_id
 from ._version import __version__
 
@@ -104,6 +105,7 @@ class PortableClient:
         self._in_flight = 0
         self._requests = 0
         self._prefix = f"{self._base_url}/v2/workflows/"
+        self._telemetry = ClientTelemetry(self._base_url, pace=lambda: self._pacer.current_rate())
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("open" if self._session else "not started")
@@ -132,6 +134,10 @@ class PortableClient:
         """HTTP requests sent so far (every try of every request)."""
         return self._requests
 
+    def stats(self) -> ClientStats:
+        """Return a snapshot of this client's requests, retries, 429s, waits and detection lag (see `ClientStats`)."""
+        return self._telemetry.stats()
+
     async def __aenter__(self) -> PortableClient:
         self._ensure_session()
         return self
@@ -144,6 +150,7 @@ class PortableClient:
     async def aclose(self) -> None:
         """Close the connection pool. Safe to call twice."""
         self._closed = True
+        self._telemetry.close()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -192,6 +199,7 @@ class PortableClient:
                 self._retry,
                 error,
                 what=f"status request for workflow {wid}",
+                on_retry=self._telemetry.retry,
             )
 
     async def _attempt(self, wid: int) -> WorkflowStatus:
@@ -205,10 +213,13 @@ class PortableClient:
             self._in_flight += 1
             self._requests += 1
             try:
-                async with session.get(self._prefix + f"{wid}/status", allow_redirects=False) as response:
-                    body = await response.read()
-                    status_code = response.status
-                    headers = response.headers
+                # Timed from here: the exchange only, not the wait for the semaphore or the pacer.
+                with self._telemetry.request(wid) as probe:
+                    async with session.get(self._prefix + f"{wid}/status", allow_redirects=False) as response:
+                        body = await response.read()
+                        status_code = response.status
+                        headers = response.headers
+                    probe.status = status_code
             except asyncio.TimeoutError:
                 raise TransportError(
                     f"status request for workflow {wid} timed out after {self._timeout:g} s", workflow_id=wid

@@ -44,8 +44,17 @@ class _Scheduler:
         deliver: Callable[[int, Outcome | BaseException], None],
     ) -> None:
         self.client = client
-        self.deliver = deliver
         self.loop = asyncio.get_running_loop()
+        # Started here, in the caller's context, so each wait's span is a child of the caller's span.
+        self.telemetry = {wid: client._telemetry.wait_started(wid) for wid in ids}
+
+        def record_and_deliver(wid: int, outcome: Outcome | BaseException) -> None:
+            wait = self.telemetry.pop(wid, None)
+            if wait is not None:
+                wait.finished(outcome)
+            deliver(wid, outcome)
+
+        self.deliver = record_and_deliver
         now = self.loop.time()
         self.ready: asyncio.Queue[WaitState] = asyncio.Queue()
         for wid in ids:  # every first poll is due now; the workers take them in order
@@ -62,6 +71,9 @@ class _Scheduler:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        for wait in self.telemetry.values():
+            wait.cancelled()
+        self.telemetry.clear()
 
     async def dispatch(self) -> None:
         heap, wake = self.heap, self.wake
@@ -106,7 +118,8 @@ class _Scheduler:
             return
         state.polls += 1
         try:
-            status = await _until(state.deadline, self.client.get_workflow_status(state.wid))
+            with self.telemetry[state.wid].polling():
+                status = await _until(state.deadline, self.client.get_workflow_status(state.wid))
         except TimeoutError:  # the deadline passed mid-request
             self.deliver(state.wid, state.timed_out())
             return

@@ -241,14 +241,24 @@ class WaitState:
 class _TenacityWait:
     """`wait_for_completion`'s loop: tenacity retries on the result, with the deadline over everything."""
 
-    __slots__ = ("client", "loop", "state")
+    __slots__ = ("client", "loop", "state", "telemetry")
 
     def __init__(self, client: PortableClient, state: WaitState) -> None:
         self.client = client
         self.state = state
         self.loop = asyncio.get_running_loop()
+        self.telemetry = client._telemetry.wait_started(state.wid)
 
     async def run(self) -> WorkflowStatus:
+        try:
+            status = await self._run()
+        except BaseException as error:
+            self.telemetry.finished(error)
+            raise
+        self.telemetry.finished(status)
+        return status
+
+    async def _run(self) -> WorkflowStatus:
         state = self.state
         retrying = _retry.poll_retrying(
             keep_polling=state.keep_polling,
@@ -272,7 +282,8 @@ class _TenacityWait:
         state = self.state
         state.polls += 1
         try:
-            status = await self.client.get_workflow_status(state.wid)
+            with self.telemetry.polling():
+                status = await self.client.get_workflow_status(state.wid)
         except PortableError:
             state.on_error(self.loop.time())
             raise
