@@ -24,6 +24,7 @@ CONTRACT = {
     "WorkflowFailedError",
     "WaitTimeoutError",
     "PollEvent",
+    "ClientStats",
 }
 
 
