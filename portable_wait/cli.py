@@ -45,6 +45,7 @@ from ._fanout import as_completed
 from ._models import WorkflowStatus
 from ._polling import PollEvent
 from ._report import outcome_name, outcome_status, outcome_to_json
+from ._telemetry import ClientStats
 from ._version import __version__
 
 __all__ = ["main"]
@@ -320,6 +321,15 @@ def _exit_code(outcomes: Sequence[WorkflowStatus | PortableError]) -> int:
     return EXIT_OK
 
 
+def _stats_line(stats: ClientStats) -> str:
+    """The client's part of the final summary: requests, 429s, retries and mean detection lag."""
+    lag = "n/a" if stats.detection_lag_mean is None else f"{stats.detection_lag_mean:.1f}s"
+    return (
+        f"{stats.requests} requests ({stats.rate_limited} answered 429), {stats.retries} retries, "
+        f"detection lag mean {lag}"
+    )
+
+
 def _short(text: str, limit: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -360,6 +370,8 @@ async def _wait(
         finally:
             if show_live:
                 live.stop()
+    if not args.quiet:
+        print(_stats_line(client.stats()), file=sys.stderr if json_mode else out)
     if interrupted:
         if not args.quiet:
             print(f"interrupted: {board.summary_line()}", file=sys.stderr)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -348,3 +350,22 @@ def test_import_does_not_import_opentelemetry_and_stats_work_without_it(blocked:
         assert modules == "[]"  # nothing imported, and nothing broke
     else:
         assert "'opentelemetry.metrics'" in modules  # loaded once a client was built
+
+
+def test_cli_summary_reports_requests_429s_retries_and_lag() -> None:
+    fake = FakePortable()
+    fake.add_workflow(1, running=3.0)  # the subprocess takes a moment to start; then it must see the run end
+    fake.add_fault("429", requests=[3], retry_after="0")
+    fake.add_fault("503", requests=[4])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTABLE_")}
+    with fake.run_in_thread():
+        env.update(PORTABLE_API_KEY=fake.api_key, PORTABLE_BASE_URL=fake.base_url)
+        args = ["wait", "1", "--json", "--poll-initial", "0.01", "--poll-max", "0.05"]
+        done = subprocess.run(
+            [sys.executable, "-m", "portable_wait", *args], env=env, capture_output=True, text=True, timeout=60
+        )
+        sent = len(fake.requests)
+    assert done.returncode == 0, done.stderr
+    match = re.search(r"(\d+) requests \(1 answered 429\), 2 retries, detection lag mean (\d+\.\d)s", done.stderr)
+    assert match is not None, done.stderr
+    assert int(match.group(1)) == sent and float(match.group(2)) < 3.0
