@@ -11,6 +11,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -369,3 +370,35 @@ def test_cli_summary_reports_requests_429s_retries_and_lag() -> None:
     match = re.search(r"(\d+) requests \(1 answered 429\), 2 retries, detection lag mean (\d+\.\d)s", done.stderr)
     assert match is not None, done.stderr
     assert int(match.group(1)) == sent and float(match.group(2)) < 3.0
+
+
+README_SCRIPT = """
+import asyncio, pathlib, re, sys
+import portable_wait  # before the set-up, as in most programs: the global providers are found when set
+from portable_wait.testing import FAST_POLL, FakePortable
+
+readme = pathlib.Path(sys.argv[1]).read_text()
+exec(next(b for b in re.findall(r"```python\\n(.*?)```", readme, re.S) if "set_meter_provider" in b))
+
+async def main():
+    async with FakePortable() as fake:
+        fake.add_workflow(1, running=0.05)
+        async with fake.client() as client:
+            await portable_wait.wait_for_completion(client, 1, poll=FAST_POLL)
+
+asyncio.run(main())
+from opentelemetry import metrics, trace
+metrics.get_meter_provider().force_flush()
+trace.get_tracer_provider().force_flush()
+"""
+
+
+def test_readme_observability_setup_exports_through_the_global_providers() -> None:
+    readme = Path(__file__).parent.parent.parent / "README.md"
+    done = subprocess.run(
+        [sys.executable, "-c", README_SCRIPT, str(readme)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    for name in ("portable_wait.wait", "GET /v2/workflows/{id}/status", "portable_wait.requests"):
+        assert f'"name": "{name}"' in done.stdout, name
+    assert '"portable_wait.detection_lag"' in done.stdout and '"portable_wait.outcome": "SUCCEEDED"' in done.stdout
