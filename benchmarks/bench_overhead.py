@@ -111,7 +111,7 @@ def telemetry(variant: str) -> Callable[[], None]:
     """Set up the client's telemetry for ``variant``; return what undoes it."""
     if variant == "no-otel":
         # What a program without opentelemetry-api gets: only the counters behind client.stats().
-        _telemetry._otel = None
+        _telemetry._mode, _telemetry._otel = "absent", None
         return lambda: _telemetry.use_providers(None, None)
     if variant == "sdk":
         meter_provider = MeterProvider(

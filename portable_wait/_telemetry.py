@@ -2,8 +2,11 @@
 
 The only module that imports ``opentelemetry``, and only when the first `PortableClient` is built: without
 ``opentelemetry-api`` nothing is imported and only the plain counters of ``client.stats()`` are kept. With the
-API but no SDK configured, OpenTelemetry's own no-op objects absorb the calls (measured in
-docs/performance.md). Nothing recorded here ever holds the API key, a header, or a URL with a query.
+API but no SDK configured (OpenTelemetry's global providers still its proxies), no OpenTelemetry call is made
+either: whether a real provider has been set is checked again whenever a client is built or a wait starts,
+which is cheap, instead of on every request, which would cost (docs/performance.md, section 1b). So a program
+that configures OpenTelemetry after building its client is seen from its next wait on. Nothing recorded here
+ever holds the API key, a header, or a URL with a query.
 
 Two levels, so the thing that drives waits can change without touching the client:
 
@@ -150,30 +153,47 @@ class _Otel:
 
 
 _otel: _Otel | None = None
-_loaded = False
+"""The instruments, while there is somewhere to send what they record; None otherwise (the hot path reads it)."""
+_mode = "unloaded"
+"""unloaded; absent (no opentelemetry-api); global (follow the global providers); explicit (`use_providers`)."""
 _clients: weakref.WeakSet[ClientTelemetry] = weakref.WeakSet()
 
 
-def _load() -> _Otel | None:
-    global _otel, _loaded
-    if not _loaded:
-        _loaded = True
+def _refresh() -> None:
+    global _otel, _mode
+    if _mode == "unloaded":
         try:
-            _otel = _Otel(None, None)
+            import opentelemetry.metrics
+            import opentelemetry.trace  # noqa: F401
         except ImportError:  # no opentelemetry-api: keep the plain counters only
-            _otel = None
-    return _otel
+            _mode = "absent"
+            return
+        _mode = "global"
+    if _mode == "global" and _otel is None and _global_providers_set():
+        _otel = _Otel(None, None)
+
+
+def _global_providers_set() -> bool:
+    from opentelemetry import metrics, trace
+
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return True
+    # The API's stand-in meter provider is private; should its name change, this errs towards recording.
+    return type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider"
 
 
 def use_providers(meter_provider: MeterProvider | None, tracer_provider: TracerProvider | None) -> None:
-    """Send this package's telemetry to these providers instead of the global ones (None: the global one).
+    """Send this package's telemetry to these providers; with both None, go back to the global ones.
 
     For tests, which need a fresh SDK per test while OpenTelemetry lets the global providers be set only once.
     Clients already built switch too.
     """
-    global _otel, _loaded
-    _loaded = True
-    _otel = _Otel(meter_provider, tracer_provider)
+    global _otel, _mode
+    if meter_provider is None and tracer_provider is None:
+        _mode, _otel = "global", None
+        _refresh()
+    else:
+        _mode, _otel = "explicit", _Otel(meter_provider, tracer_provider)
 
 
 def _observe_pace(options: CallbackOptions) -> Iterable[Observation]:
@@ -238,7 +258,7 @@ class ClientTelemetry:
         self._lags: deque[float] = deque(maxlen=LAG_WINDOW)
         self._lag_sum = 0.0
         self._lag_count = 0
-        _load()
+        _refresh()
         _clients.add(self)
 
     def close(self) -> None:
@@ -280,6 +300,7 @@ class ClientTelemetry:
             if span.is_recording():
                 span.set_attributes(self._attrs)
                 span.set_attribute("url.full", f"{self._prefix}{workflow_id}/status")
+            probe.otel = otel
             probe.span = span
             probe.started = time.perf_counter()
         return probe
@@ -294,7 +315,7 @@ class ClientTelemetry:
             key = "_OTHER" if error is None else error_type(error)
         self._requests += 1
         self._by_status[key] = self._by_status.get(key, 0) + 1
-        otel = _otel
+        otel = probe.otel  # what the request started with, even if the providers changed meanwhile
         if otel is None or probe.span is None:
             return
         attrs = _request_attrs(key)
@@ -322,10 +343,13 @@ class ClientTelemetry:
 
     def wait_started(self, workflow_id: int) -> WaitTelemetry:
         """Record that a wait on ``workflow_id`` starts now; its span's parent is the caller's current span."""
+        if _otel is None and _mode == "global":
+            _refresh()
         self._waits_active += 1
         wait = WaitTelemetry(self, workflow_id)
         otel = _otel
         if otel is not None:
+            wait.otel = otel
             otel.waits_active.add(1)
             span = otel.tracer.start_span(WAIT_SPAN_NAME, attributes={"portable.workflow.id": workflow_id})
             wait.span = span
@@ -343,7 +367,7 @@ class ClientTelemetry:
             self._lags.append(lag)
             self._lag_sum += lag
             self._lag_count += 1
-        otel = _otel
+        otel = wait.otel  # so waits.active is decremented only where it was incremented
         if otel is None:
             return
         otel.waits_active.add(-1)
@@ -367,10 +391,11 @@ class ClientTelemetry:
 class RequestTelemetry:
     """One HTTP exchange being recorded; see `ClientTelemetry.request`."""
 
-    __slots__ = ("owner", "span", "started", "status")
+    __slots__ = ("otel", "owner", "span", "started", "status")
 
     def __init__(self, owner: ClientTelemetry) -> None:
         self.owner = owner
+        self.otel: _Otel | None = None
         self.status: int | None = None
         self.span: Span | None = None
         self.started = 0.0
@@ -392,10 +417,22 @@ class WaitTelemetry:
     ignored, so a driver may call ``cancelled()`` on everything it still holds when it shuts down.
     """
 
-    __slots__ = ("context", "done", "owner", "polls", "span", "started", "started_wall", "token", "workflow_id")
+    __slots__ = (
+        "context",
+        "done",
+        "otel",
+        "owner",
+        "polls",
+        "span",
+        "started",
+        "started_wall",
+        "token",
+        "workflow_id",
+    )
 
     def __init__(self, owner: ClientTelemetry, workflow_id: int) -> None:
         self.owner = owner
+        self.otel: _Otel | None = None
         self.workflow_id = workflow_id
         self.polls = 0
         self.done = False

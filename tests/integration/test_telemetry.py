@@ -90,8 +90,10 @@ def total(points: list[tuple[dict[str, Any], Any]]) -> dict[tuple[tuple[str, Any
 async def test_telemetry_fanout_with_failures_429s_and_retries(otel: Otel) -> None:
     async with FakePortable(api_key=KEY) as fake:
         for wid in range(1, 6):
-            fake.add_workflow(wid, pending=0.05, running=0.1 + wid / 20)
-        fake.add_workflow(6, running=0.2, outcome="FAILED", errors=["schema mismatch"])
+            # Long enough to be still running when the fan-out starts, even on a loaded machine: a run over
+            # before its wait began has no detection lag.
+            fake.add_workflow(wid, pending=0.2, running=0.1 + wid / 20)
+        fake.add_workflow(6, running=0.4, outcome="FAILED", errors=["schema mismatch"])
         fake.add_workflow(7, running=60)  # TIMEOUT
         fake.add_workflow(8, forbidden=True)  # 403: ERROR at once
         # Workflow 1's first two requests fail, each retried by the client: a 503, and no answer within the
@@ -235,7 +237,7 @@ async def test_telemetry_fanout_with_failures_429s_and_retries(otel: Otel) -> No
 
 async def test_telemetry_single_wait_span_and_request_children(otel: Otel) -> None:
     async with FakePortable(api_key=KEY) as fake:
-        fake.add_workflow(1, running=0.1)
+        fake.add_workflow(1, running=0.5)
         async with fake.client() as client:
             status = await wait_for_completion(client, 1, poll=FAST_POLL)
             await client.get_workflow_status(1)  # outside any wait: a request span without a wait parent
@@ -289,7 +291,7 @@ async def test_telemetry_pace_gauge_reports_the_rate_limit_and_nothing_while_unl
 
 
 async def test_stats_snapshot_fields_are_frozen_and_read_only(fake_portable: FakePortable) -> None:
-    fake_portable.add_workflow(1, running=0.05)
+    fake_portable.add_workflow(1, running=0.5)
     fake_portable.add_fault("500", requests=[1])
     async with fake_portable.client() as client:
         empty = client.stats()
@@ -326,14 +328,15 @@ assert not [m for m in sys.modules if m.startswith("opentelemetry")], "imported 
 
 async def main():
     async with FakePortable() as fake:
-        fake.add_workflow(1, running=0.05)
-        fake.add_workflow(2, running=0.05, outcome="FAILED")
-        fake.add_fault("429", requests=[1], retry_after="0")
+        fake.add_workflow(1, running=0.5)  # still running when the wait starts, even on a loaded machine
+        fake.add_workflow(2, running=0.5, outcome="FAILED")
+        fake.add_fault("429", requests=[3], retry_after="0")
         async with fake.client() as client:
             await wait_for_many(client, [1, 2], poll=FAST_POLL, return_exceptions=True)
             s = client.stats()
     print(s.requests, s.rate_limited, s.retries, s.waits_done, s.detection_lag_mean is not None)
     print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
+    print(portable_wait._telemetry._otel is None)  # no instruments: no provider to send anything to
 
 asyncio.run(main())
 """
@@ -344,7 +347,8 @@ def test_import_does_not_import_opentelemetry_and_stats_work_without_it(blocked:
     code = (BLOCKED if blocked else "") + textwrap.dedent(SCRIPT)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    counts, modules = done.stdout.splitlines()
+    counts, modules, no_instruments = done.stdout.splitlines()
+    assert no_instruments == "True"
     requests, rate_limited, retries, waits_done, lag = counts.split()
     assert int(requests) >= 3 and rate_limited == "1" and retries == "1" and waits_done == "2" and lag == "True"
     if blocked:
@@ -378,12 +382,13 @@ import portable_wait  # before the set-up, as in most programs: the global provi
 from portable_wait.testing import FAST_POLL, FakePortable
 
 readme = pathlib.Path(sys.argv[1]).read_text()
-exec(next(b for b in re.findall(r"```python\\n(.*?)```", readme, re.S) if "set_meter_provider" in b))
+setup = next(b for b in re.findall(r"```python\\n(.*?)```", readme, re.S) if "set_meter_provider" in b)
 
 async def main():
     async with FakePortable() as fake:
-        fake.add_workflow(1, running=0.05)
+        fake.add_workflow(1, running=0.5)
         async with fake.client() as client:
+            exec(setup, {})  # after the client was built: seen from the next wait on
             await portable_wait.wait_for_completion(client, 1, poll=FAST_POLL)
 
 asyncio.run(main())
