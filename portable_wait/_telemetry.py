@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+import threading
 import time
 import weakref
 from collections import deque
@@ -156,26 +157,28 @@ _otel: _Otel | None = None
 """The instruments, while there is somewhere to send what they record; None otherwise (the hot path reads it)."""
 _mode = "unloaded"
 """unloaded; absent (no opentelemetry-api); global (follow the global providers); explicit (`use_providers`)."""
+_api: Any = None
+"""``(opentelemetry.metrics, opentelemetry.trace)`` once imported."""
+# The open clients, for the pace gauge, whose callback runs on the metric reader's thread.
 _clients: weakref.WeakSet[ClientTelemetry] = weakref.WeakSet()
+_clients_lock = threading.Lock()
 
 
 def _refresh() -> None:
-    global _otel, _mode
+    global _otel, _mode, _api
     if _mode == "unloaded":
         try:
-            import opentelemetry.metrics
-            import opentelemetry.trace  # noqa: F401
+            from opentelemetry import metrics, trace
         except ImportError:  # no opentelemetry-api: keep the plain counters only
             _mode = "absent"
             return
-        _mode = "global"
+        _mode, _api = "global", (metrics, trace)
     if _mode == "global" and _otel is None and _global_providers_set():
         _otel = _Otel(None, None)
 
 
 def _global_providers_set() -> bool:
-    from opentelemetry import metrics, trace
-
+    metrics, trace = _api
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return True
     # The API's stand-in meter provider is private; should its name change, this errs towards recording.
@@ -200,7 +203,9 @@ def _observe_pace(options: CallbackOptions) -> Iterable[Observation]:
     from opentelemetry.metrics import Observation
 
     # One gauge for the process: the open clients that pace themselves, added up (most programs have one).
-    rates = [rate for client in list(_clients) if (rate := client.pace()) is not None]
+    with _clients_lock:
+        clients = list(_clients)
+    rates = [rate for client in clients if (rate := client.pace()) is not None]
     return [Observation(sum(rates))] if rates else []
 
 
@@ -259,11 +264,13 @@ class ClientTelemetry:
         self._lag_sum = 0.0
         self._lag_count = 0
         _refresh()
-        _clients.add(self)
+        with _clients_lock:
+            _clients.add(self)
 
     def close(self) -> None:
         """Stop reporting this client's pace."""
-        _clients.discard(self)
+        with _clients_lock:
+            _clients.discard(self)
 
     def stats(self) -> ClientStats:
         """Return a snapshot of the counters."""
@@ -425,7 +432,6 @@ class WaitTelemetry:
         "polls",
         "span",
         "started",
-        "started_wall",
         "token",
         "workflow_id",
     )
@@ -439,8 +445,7 @@ class WaitTelemetry:
         self.span: Span | None = None
         self.context: Any = None
         self.token: contextvars.Token[WaitTelemetry | None] | None = None
-        self.started = time.perf_counter()
-        self.started_wall = time.time()
+        self.started = time.perf_counter()  # fan-out holds one per waiter: the wall-clock start is derived
 
     def polling(self) -> WaitTelemetry:
         """Count a poll; use as ``with wait.polling(): await client.get_workflow_status(...)``."""
@@ -479,10 +484,11 @@ class WaitTelemetry:
         lag = None
         if isinstance(status, WorkflowStatus) and status.completed_at is not None:
             completed = status.completed_at.timestamp()
+            now = time.time() + clock_offset
             # Only a run that completed while we waited was "detected late"; one that was already over
             # when the wait began says nothing about the poll schedule.
-            if completed >= self.started_wall + clock_offset:
-                lag = max(0.0, time.time() + clock_offset - completed)
+            if completed >= now - (time.perf_counter() - self.started):
+                lag = max(0.0, now - completed)
         self.owner._wait_done(self, outcome, lag)
 
     def cancelled(self) -> None:

@@ -29,7 +29,7 @@ def test_telemetry_lag_mean_over_all_and_p95_over_the_last_window() -> None:
     # LAG_WINDOW waits with a lag of about 100 s, then LAG_WINDOW with about 1 s: the p95 only sees the latter.
     for lag in [100.0] * LAG_WINDOW + [1.0] * LAG_WINDOW:
         wait = t.wait_started(1)
-        wait.started_wall -= 1000  # the run completed while this wait was going on
+        wait.started -= 1000  # the run completed while this wait was going on
         wait.finished(status(completed=time.time() - lag))
     stats = t.stats()
     assert stats.waits_done == 2 * LAG_WINDOW and stats.waits_active == 0
@@ -41,7 +41,7 @@ def test_telemetry_lag_p95_is_the_95th_percentile() -> None:
     t = telemetry()
     for lag in range(1, 101):  # 1..100 s
         wait = t.wait_started(1)
-        wait.started_wall -= 1000
+        wait.started -= 1000
         wait.finished(status(completed=time.time() - lag))
     assert t.stats().detection_lag_p95 == pytest.approx(95, abs=0.5)
 
@@ -57,7 +57,7 @@ def test_telemetry_lag_uses_portables_clock() -> None:
     # Portable's clock is 30 s ahead of ours: its completedAt of "now + 28 s" was 2 s ago.
     t = telemetry()
     wait = t.wait_started(1)
-    wait.started_wall -= 10
+    wait.started -= 10
     wait.finished(status(completed=time.time() + 28), clock_offset=30.0)
     assert t.stats().detection_lag_mean == pytest.approx(2.0, abs=0.5)
     # Without the offset, that run would seem to complete in the future: clamped to 0, never negative.
@@ -79,7 +79,7 @@ def test_telemetry_lag_uses_portables_clock() -> None:
 def test_telemetry_finished_counts_a_wait_once(result: WorkflowStatus | Exception, lagged: bool) -> None:
     t = telemetry()
     wait = t.wait_started(1)
-    wait.started_wall -= 1000
+    wait.started -= 1000
     assert t.stats().waits_active == 1
     wait.finished(result)
     wait.finished(result)
