@@ -193,7 +193,7 @@ def use_providers(meter_provider: MeterProvider | None, tracer_provider: TracerP
     """
     global _otel, _mode
     if meter_provider is None and tracer_provider is None:
-        _mode, _otel = "global", None
+        _mode, _otel = ("unloaded" if _api is None else "global"), None
         _refresh()
     else:
         _mode, _otel = "explicit", _Otel(meter_provider, tracer_provider)

@@ -128,3 +128,14 @@ def test_telemetry_request_counts_answers_and_unanswered_exchanges() -> None:
     stats = t.stats()
     assert stats.requests == 3 and dict(stats.requests_by_status) == {429: 1, 200: 1, "timeout": 1}
     assert stats.rate_limited == 1 and stats.retries == 1
+
+
+def test_telemetry_use_providers_none_goes_back_to_the_global_providers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from portable_wait import _telemetry
+
+    monkeypatch.setattr(_telemetry, "_mode", "unloaded")
+    monkeypatch.setattr(_telemetry, "_api", None)
+    monkeypatch.setattr(_telemetry, "_otel", None)
+    _telemetry.use_providers(None, None)  # before any client was built
+    # The dev environment has the API and configures no global provider: nothing to record to.
+    assert _telemetry._mode == "global" and _telemetry._otel is None
