@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -9,6 +10,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -407,3 +409,19 @@ def test_readme_observability_setup_exports_through_the_global_providers() -> No
     for name in ("portable_wait.wait", "GET /v2/workflows/{id}/status", "portable_wait.requests"):
         assert f'"name": "{name}"' in done.stdout, name
     assert '"portable_wait.detection_lag"' in done.stdout and '"portable_wait.outcome": "SUCCEEDED"' in done.stdout
+
+
+async def test_telemetry_request_duration_is_the_exchange_not_the_pacers_wait(otel: Otel) -> None:
+    async with FakePortable(api_key=KEY) as fake:
+        fake.add_workflow(1, running=60)
+        async with fake.client(rate_limit=5) as client:  # requests 0.2 s apart: the last waits 0.8 s for its turn
+            started = time.perf_counter()
+            await asyncio.gather(*(client.get_workflow_status(1) for _ in range(5)))
+            elapsed = time.perf_counter() - started
+    assert elapsed >= 0.75
+    [(_, duration)] = otel.metrics()["portable_wait.request.duration"]
+    # Counting the pacer's wait would add 0.2 + 0.4 + 0.6 + 0.8 = 2 s; five loopback exchanges take milliseconds.
+    assert duration.count == 5 and duration.sum < 1.0
+    spans = [s for s in otel.spans() if s.kind is SpanKind.CLIENT]
+    assert len(spans) == 5
+    assert sum((s.end_time or 0) - (s.start_time or 0) for s in spans) / 1e9 < 1.0
