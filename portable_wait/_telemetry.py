@@ -303,10 +303,8 @@ class ClientTelemetry:
         if otel is not None:
             wait = parent if parent is not None else _CURRENT_WAIT.get()
             context = wait.context if wait is not None else None
-            span = otel.tracer.start_span(REQUEST_SPAN_NAME, context, otel.client_kind)
-            if span.is_recording():
-                span.set_attributes(self._attrs)
-                span.set_attribute("url.full", f"{self._prefix}{workflow_id}/status")
+            attributes = {**self._attrs, "url.full": f"{self._prefix}{workflow_id}/status"}
+            span = otel.tracer.start_span(REQUEST_SPAN_NAME, context, otel.client_kind, attributes)
             probe.otel = otel
             probe.span = span
             probe.started = time.perf_counter()
