@@ -21,10 +21,12 @@ from ._fanout import as_completed, wait_for_many
 from ._hub import Outcome
 from ._models import Disposition, Lifecycle, ResourceStatus, WorkflowStatus
 from ._polling import PollEvent, wait_for_completion
+from ._telemetry import ClientStats
 from ._version import __version__
 
 __all__ = [
     "AuthenticationError",
+    "ClientStats",
     "Disposition",
     "InvalidResponseError",
     "Lifecycle",

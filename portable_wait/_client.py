@@ -44,6 +44,7 @@ from ._hub import WaitHub
 from ._models import WorkflowStatus
 from ._pacing import Pacer
 from ._redact import Redactor, register_key, unregister_key
+from ._telemetry import ClientStats, ClientTelemetry
 from ._validate import check_int, check_seconds, check_timeout, check_workflow_id
 from ._version import __version__
 
@@ -154,6 +155,7 @@ class PortableClient:
         self._first_try: float | None = None  # loop time of the first request sent
         self._answered = False  # any HTTP answer ever received from the server
         self._clock = ServerClock()
+        self._telemetry = ClientTelemetry(self._base_url, pace=lambda: self._pacer.current_rate())
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("open" if self._session else "not started")
@@ -197,6 +199,10 @@ class PortableClient:
         """HTTP requests sent so far (every try of every request)."""
         return self._requests
 
+    def stats(self) -> ClientStats:
+        """Return a snapshot of this client's requests, retries, 429s, waits and detection lag (see `ClientStats`)."""
+        return self._telemetry.stats()
+
     async def __aenter__(self) -> PortableClient:
         self._ensure_session()
         return self
@@ -216,6 +222,7 @@ class PortableClient:
         if hub is not None:
             await hub.close()
         self._unregister()
+        self._telemetry.close()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -278,6 +285,7 @@ class PortableClient:
             self._retry,
             first,
             what=f"status request for workflow {wid}",
+            on_retry=self._telemetry.retry,
         )
 
     async def _attempt(self, wid: int) -> WorkflowStatus:
@@ -306,12 +314,15 @@ class PortableClient:
             # aiohttp's error (whose repr shows the request headers, key included) on __cause__ or __context__.
             failure: PortableError | None = None
             try:
-                async with session.get(self._prefix + f"{wid}/status", allow_redirects=False) as response:
-                    self._answered = True
-                    self._clock.observe(response.headers.get("Date"), sent, time.time())
-                    body = await response.read()
-                    status_code = response.status
-                    headers = response.headers
+                # Timed from here: the exchange only, not the wait for the semaphore or the pacer.
+                with self._telemetry.request(wid) as probe:
+                    async with session.get(self._prefix + f"{wid}/status", allow_redirects=False) as response:
+                        self._answered = True
+                        self._clock.observe(response.headers.get("Date"), sent, time.time())
+                        body = await response.read()
+                        status_code = response.status
+                        headers = response.headers
+                    probe.status = status_code
             except asyncio.TimeoutError:
                 failure = self._transport_error(
                     f"status request for workflow {wid} timed out after {self._timeout:g} s",

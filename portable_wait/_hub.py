@@ -42,6 +42,7 @@ from ._clock import ServerClock
 from ._errors import PortableError, WorkflowFailedError
 from ._models import WorkflowStatus
 from ._polling import WaitOptions, WaitState
+from ._telemetry import WaitTelemetry
 from ._validate import unique_workflow_ids
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class _Waiter(WaitState):
     so "an answer to a request sent after ``joined``" means "not yet served" for every waiter.
     """
 
-    __slots__ = ("joined", "sink")
+    __slots__ = ("joined", "sink", "telemetry")
     one_round = False
 
     sink: asyncio.Future[Any] | Deliver | None
@@ -84,6 +85,7 @@ class _Waiter(WaitState):
     def __init__(self, wid: int, options: WaitOptions, now: float, *, clock: ServerClock | None = None) -> None:
         super().__init__(wid, options, now, clock=clock)
         self.joined = now
+        self.telemetry: WaitTelemetry | None = None  # None for `poll_round`'s one-answer waiters
 
 
 class _RoundWaiter(_Waiter):
@@ -156,6 +158,8 @@ class WaitHub:
         future: asyncio.Future[WorkflowStatus] = self._loop.create_future()
         waiter = _Waiter(wid, options, self._loop.time(), clock=self._client.server_clock)
         waiter.sink = future
+        # Started in the caller's context, so the wait's span is a child of the caller's current span.
+        waiter.telemetry = self._client._telemetry.wait_started(wid)
         self._join(waiter)
         return waiter, future
 
@@ -169,6 +173,7 @@ class WaitHub:
         when this call is cancelled half-way.
         """
         now = self._loop.time()
+        telemetry = self._client._telemetry
         for n, wid in enumerate(ids):
             if n and n % ENROLL_CHUNK == 0:
                 await asyncio.sleep(0)
@@ -176,6 +181,7 @@ class WaitHub:
             self._check_open()
             waiter = _Waiter(wid, options, now, clock=self._client.server_clock)
             waiter.sink = deliver
+            waiter.telemetry = telemetry.wait_started(wid)
             waiters.append(waiter)
             self._join(waiter)
 
@@ -184,6 +190,8 @@ class WaitHub:
         if waiter.sink is None:
             return
         waiter.sink = None
+        if waiter.telemetry is not None:
+            waiter.telemetry.cancelled()
         self._detach(waiter)
 
     async def leave_all(self, waiters: list[_Waiter]) -> None:
@@ -251,6 +259,10 @@ class WaitHub:
             return
         waiter.sink = None
         self._detach(waiter)
+        telemetry = waiter.telemetry
+        if telemetry is not None and outcome is not None:
+            telemetry.polls = waiter.polls
+            telemetry.finished(outcome, clock_offset=self._client.server_clock.estimate().offset)
         if isinstance(sink, asyncio.Future):
             if sink.done():
                 return
@@ -351,7 +363,14 @@ class WaitHub:
         sent = self._loop.time()
         stream.worker = me
         try:
-            status = await self._client.get_workflow_status(stream.wid)
+            # The request's span is a child of one waiter's wait span: the first one's, which is usually the
+            # wait that opened the stream. Every waiter it serves counts it as one of its polls.
+            parent = next((w.telemetry for w in stream.waiters if w.telemetry is not None), None)
+            if parent is None:
+                status = await self._client.get_workflow_status(stream.wid)
+            else:
+                with parent:
+                    status = await self._client.get_workflow_status(stream.wid)
         except PortableError as error:
             stream.worker = None
             if self._streams.get(stream.wid) is stream:

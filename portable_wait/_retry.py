@@ -81,6 +81,7 @@ async def retry_request(
     *,
     what: str,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    on_retry: Callable[[BaseException | None], None] | None = None,
 ) -> T:
     """Retry ``attempt`` after its first try failed with the transient ``first_error``.
 
@@ -90,6 +91,7 @@ async def retry_request(
         first_error: The failure of the first try.
         what: What is being fetched, for log lines.
         sleep: Awaited with each retry's delay (tests inject their own).
+        on_retry: Called with the error before each retry (the client's telemetry counts them).
 
     Raises:
         PortableError: The last failure, once attempts run out or a failure is not transient.
@@ -102,6 +104,8 @@ async def retry_request(
         return policy.delay(state.attempt_number + 1, retry_after_of(error))
 
     def log_retry(retry_number: int, error: BaseException | None, delay: float) -> None:
+        if on_retry is not None:
+            on_retry(error)
         level = logging.WARNING if retry_number == policy.attempts - 1 else logging.INFO
         logger.log(
             level,

@@ -53,6 +53,7 @@ from ._fanout import as_completed
 from ._models import Lifecycle, WorkflowStatus
 from ._redact import RedactingFilter, Redactor, redacted_output
 from ._report import outcome_name, outcome_to_json
+from ._telemetry import ClientStats
 from ._validate import check_seconds
 from ._version import __version__
 
@@ -416,6 +417,15 @@ def _console(file: TextIO) -> Console:
     return make_console(file)
 
 
+def _stats_line(stats: ClientStats) -> str:
+    """The client's part of the final summary: requests, 429s, retries and mean detection lag."""
+    lag = "n/a" if stats.detection_lag_mean is None else f"{stats.detection_lag_mean:.1f}s"
+    return (
+        f"{stats.requests} requests ({stats.rate_limited} answered 429), {stats.retries} retries, "
+        f"detection lag mean {lag}"
+    )
+
+
 async def _wait(
     args: argparse.Namespace,
     client: PortableClient,
@@ -465,6 +475,8 @@ async def _wait(
         finally:
             if show_live:
                 live.stop()
+    if human:
+        print(_stats_line(client.stats()), file=sys.stderr if json_mode else out)
     if interrupted:
         if human:
             print(f"interrupted: {board.summary_line()}", file=sys.stderr)

@@ -25,6 +25,7 @@ CONTRACT = {
     "WaitTimeoutError",
     "PollEvent",
     "Outcome",
+    "ClientStats",
 }
 
 

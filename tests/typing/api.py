@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import portable_wait
 from portable_wait import (
+    ClientStats,
     Disposition,
     Lifecycle,
     Outcome,
@@ -56,6 +57,10 @@ async def usage() -> None:
                     failed: WorkflowStatus = outcome.status
                 elif isinstance(outcome, WaitTimeoutError):
                     last: WorkflowStatus | None = outcome.last_status
+        stats: ClientStats = client.stats()
+        by_status: int = stats.requests_by_status.get(429, 0) + stats.requests_by_status.get("timeout", 0)
+        lag: float | None = stats.detection_lag_mean
+        print(stats.requests, stats.retries, stats.rate_limited, stats.waits_active, stats.waits_done, by_status, lag)
         lifecycle: Lifecycle = one.lifecycle
         disposition: Disposition = done.disposition
         print(statuses, mixed, lifecycle, disposition, ident, failed, last, portable_wait.__version__)
