@@ -142,7 +142,7 @@ def test_airflow_sensor_defers_with_a_deadline(fake: FakePortable) -> None:
 
 def test_airflow_sensor_execute_complete() -> None:
     sensor = PortableWorkflowSensor(task_id="wait", workflow_ids=1)
-    ok = {"status": "success", "message": "the workflow succeeded", "results": {"1": {"outcome": "SUCCEEDED"}}}
+    ok = {"status": "success", "message": "workflow 1 succeeded", "results": {"1": {"outcome": "SUCCEEDED"}}}
     assert sensor.execute_complete({}, ok) == ok
     failed = {
         "status": "failure",
