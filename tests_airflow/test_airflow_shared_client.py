@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]  # a dependency of Airflow, without type hints
 import pytest
 from conftest import FAST, run_trigger
 
