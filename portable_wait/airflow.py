@@ -370,7 +370,11 @@ def _event_payload(records: dict[int, dict[str, Any]]) -> dict[str, Any]:
     if unsuccessful:
         message = "\n".join(_line(record) for record in unsuccessful)
     else:
-        message = f"workflow {next(iter(records))} succeeded" if len(records) == 1 else f"all {len(records)} workflows succeeded"
+        message = (
+            f"workflow {next(iter(records))} succeeded"
+            if len(records) == 1
+            else f"all {len(records)} workflows succeeded"
+        )
     return {
         "status": "failure" if unsuccessful else "success",
         "message": message,
