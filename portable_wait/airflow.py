@@ -80,6 +80,9 @@ FULL_RECORDS_MAX = 50
 """Up to this many workflows per sensor, every workflow has its full record in the event and XCom; beyond it,
 workflows that succeeded are listed by ID only (``succeeded_ids``) and counted, to keep the payload small."""
 
+MAP_INDEX_TEMPLATE = "workflow {{ task.workflow_ids }}"
+"""How mapped sensor instances are labelled in the UI, unless the DAG passes its own ``map_index_template``."""
+
 T = TypeVar("T")
 Outcome = WorkflowStatus | PortableError
 
@@ -296,7 +299,13 @@ def _parse_after(after: datetime | str | None) -> datetime | None:
     if after is None or after == "":
         return None
     if isinstance(after, str):
-        after = datetime.fromisoformat(after.replace("Z", "+00:00"))
+        try:
+            after = datetime.fromisoformat(after.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                f"after must be an ISO 8601 timestamp with a timezone, got {after!r}; a template such as "
+                "'{{ data_interval_end }}' renders 'None' for a run without a data interval"
+            ) from None
     if after.tzinfo is None:
         raise ValueError("after must be timezone-aware (Airflow's logical dates are); got a naive datetime")
     return after
@@ -533,8 +542,6 @@ class PortableWorkflowSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", 30)
-        # Mapped instances are shown by workflow ID, not 0/1/2.
-        kwargs.setdefault("map_index_template", "workflow {{ task.workflow_ids }}")
         super().__init__(**kwargs)
         if not isinstance(fail_fast, bool):
             raise TypeError(f"fail_fast must be a bool, got {type(fail_fast).__name__}")
@@ -547,6 +554,17 @@ class PortableWorkflowSensor(BaseSensorOperator):
         self.fail_fast = fail_fast
         self._seen_active: set[int] = set()
         self._finished: dict[int, WorkflowStatus] = {}
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:  # type: ignore[override]
+        """As ``BaseOperator.partial``, with the instances of ``.expand(workflow_ids=...)`` labelled by ID.
+
+        Airflow renders a mapped task's label from the template the *mapped* operator carries, so the default is
+        set here (``None``, which ``partial`` passes when the DAG sets none, takes it too).
+        """
+        if kwargs.get("map_index_template") is None:
+            kwargs["map_index_template"] = MAP_INDEX_TEMPLATE
+        return super().partial(**kwargs)
 
     def _ids(self) -> list[int]:
         ids = self.workflow_ids
@@ -572,6 +590,11 @@ class PortableWorkflowSensor(BaseSensorOperator):
 
     def execute(self, context: Any) -> Any:  # noqa: RET503 - defer() raises TaskDeferred
         self._check_connection()
+        if self.after is None or self.after == "":
+            self.log.warning(
+                "Portable: no after= given, so a previous run's result can be taken for the run you wait for; "
+                "pass the time the sync was triggered, or {{ data_interval_end }} for Portable's own schedule"
+            )
         if not self.deferrable:
             return super().execute(context)
         deadline = time.time() + self.timeout if self.timeout else None
