@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from yarl import URL
 
 try:
-    from airflow.sdk import BaseHook, BaseSensorOperator, PokeReturnValue
+    from airflow.sdk import BaseHook, BaseSensorOperator, PokeReturnValue, XComArg
     from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException, AirflowSensorTimeout
     from airflow.triggers.base import BaseTrigger, TriggerEvent
 except ImportError as exc:  # pragma: no cover - exercised only without Airflow
@@ -532,9 +532,9 @@ class PortableWorkflowSensor(BaseSensorOperator):
     def __init__(
         self,
         *,
-        workflow_ids: int | Sequence[int],
+        workflow_ids: int | Sequence[int] | XComArg,
         portable_conn_id: str = PortableHook.default_conn_name,
-        after: datetime | str | None = None,
+        after: datetime | str | XComArg | None = None,
         deferrable: bool = True,
         poll: PollPolicy | None = None,
         max_concurrency: int = 10,
@@ -545,9 +545,10 @@ class PortableWorkflowSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         if not isinstance(fail_fast, bool):
             raise TypeError(f"fail_fast must be a bool, got {type(fail_fast).__name__}")
-        self.workflow_ids = workflow_ids
+        # Templated: a template, an XComArg, resolved by the time execute() reads them, so checked there.
+        self.workflow_ids: Any = workflow_ids
         self.portable_conn_id = portable_conn_id
-        self.after = after
+        self.after: Any = after
         self.deferrable = deferrable
         self.poll = poll or PollPolicy()
         self.max_concurrency = max_concurrency
@@ -556,7 +557,7 @@ class PortableWorkflowSensor(BaseSensorOperator):
         self._finished: dict[int, WorkflowStatus] = {}
 
     @classmethod
-    def partial(cls, **kwargs: Any) -> Any:  # type: ignore[override]
+    def partial(cls, **kwargs: Any) -> Any:
         """As ``BaseOperator.partial``, with the instances of ``.expand(workflow_ids=...)`` labelled by ID.
 
         Airflow renders a mapped task's label from the template the *mapped* operator carries, so the default is

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from portable_wait.testing import FakePortable
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -42,7 +44,9 @@ def saw_running(fake: FakePortable, ids: list[int]) -> set[int]:
     return {r.workflow_id for r in fake.requests if r.lifecycle == "RUNNING" and r.workflow_id in ids}
 
 
-def test_airflow_example_dag_waits_for_the_runs_it_triggered(fake: FakePortable) -> None:
+def test_airflow_example_dag_waits_for_the_runs_it_triggered(
+    fake: FakePortable, monkeypatch: pytest.MonkeyPatch
+) -> None:
     example = load_example("airflow_dag")
     ids: list[int] = example.WORKFLOWS
     previous_success(fake, ids)
@@ -51,7 +55,7 @@ def test_airflow_example_dag_waits_for_the_runs_it_triggered(fake: FakePortable)
         for wid in workflow_ids:
             fake.trigger(wid, running=0.6, shows_after=0.3)
 
-    example.start_syncs = start_syncs
+    monkeypatch.setattr(example, "start_syncs", start_syncs)
     run = example.dag.test()
     assert state(run) == "success"
     assert saw_running(fake, ids) == set(ids)  # the sensors waited for the new runs, not the old SUCCEEDED
@@ -61,7 +65,9 @@ def test_airflow_example_dag_waits_for_the_runs_it_triggered(fake: FakePortable)
     assert mapped == [f"workflow {wid}" for wid in ids]  # not 0/1/2
 
 
-def test_airflow_example_dag_fails_when_a_triggered_run_fails(fake: FakePortable) -> None:
+def test_airflow_example_dag_fails_when_a_triggered_run_fails(
+    fake: FakePortable, monkeypatch: pytest.MonkeyPatch
+) -> None:
     example = load_example("airflow_dag")
     ids: list[int] = example.WORKFLOWS
     previous_success(fake, ids)
@@ -71,7 +77,7 @@ def test_airflow_example_dag_fails_when_a_triggered_run_fails(fake: FakePortable
             outcome = "FAILED" if wid == ids[1] else "SUCCEEDED"
             fake.trigger(wid, running=0.4, shows_after=0.3, outcome=outcome, errors=["Destination rejected the load"])
 
-    example.start_syncs = start_syncs
+    monkeypatch.setattr(example, "start_syncs", start_syncs)
     run = example.dag.test()
     assert state(run) == "failed"  # the previous SUCCEEDED was not taken for the new, failed run
 
