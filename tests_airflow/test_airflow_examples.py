@@ -10,6 +10,7 @@ import importlib.util
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -40,8 +41,26 @@ def previous_success(fake: FakePortable, ids: list[int]) -> None:
         )
 
 
-def saw_running(fake: FakePortable, ids: list[int]) -> set[int]:
-    return {r.workflow_id for r in fake.requests if r.lifecycle == "RUNNING" and r.workflow_id in ids}
+def xcom(run: Any, task_id: str) -> dict[str, Any]:
+    """The sensor's XCom, as stored in the metadata DB."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        row = session.scalars(
+            select(XComModel).where(
+                XComModel.run_id == run.run_id, XComModel.task_id == task_id, XComModel.key == "return_value"
+            )
+        ).one()
+        value: dict[str, Any] = XComModel.deserialize_value(row)
+        return value
+
+
+def new_runs_taken(run: Any, task_id: str, since: datetime) -> bool:
+    """True if every record the sensor returned is of a run completed after ``since``, not the previous run."""
+    results = xcom(run, task_id)["results"]
+    return bool(results) and all(datetime.fromisoformat(r["completed_at"]) >= since for r in results.values())
 
 
 def test_airflow_example_dag_waits_for_the_runs_it_triggered(
@@ -50,6 +69,7 @@ def test_airflow_example_dag_waits_for_the_runs_it_triggered(
     example = load_example("airflow_dag")
     ids: list[int] = example.WORKFLOWS
     previous_success(fake, ids)
+    started = datetime.now(timezone.utc)
 
     def start_syncs(workflow_ids: list[int]) -> None:  # Portable shows each new run a moment after the trigger
         for wid in workflow_ids:
@@ -58,7 +78,7 @@ def test_airflow_example_dag_waits_for_the_runs_it_triggered(
     monkeypatch.setattr(example, "start_syncs", start_syncs)
     run = example.dag.test()
     assert state(run) == "success"
-    assert saw_running(fake, ids) == set(ids)  # the sensors waited for the new runs, not the old SUCCEEDED
+    assert new_runs_taken(run, "wait_for_all", started)  # the new runs' results, not the previous SUCCEEDED
     mapped = sorted(
         ti.rendered_map_index for ti in run.get_task_instances() if ti.task_id == "wait_for_each" and ti.map_index >= 0
     )
@@ -86,11 +106,12 @@ def test_airflow_scheduled_example_waits_for_this_intervals_run(fake: FakePortab
     example = load_example("airflow_dag_scheduled")
     ids: list[int] = example.WORKFLOWS
     previous_success(fake, ids)
+    started = datetime.now(timezone.utc)
     for wid in ids:  # Portable's own schedule started the runs; they show up a moment late
         fake.trigger(wid, running=0.6, shows_after=0.3)
     run = example.dag.test()
     assert state(run) == "success"
-    assert saw_running(fake, ids) == set(ids)
+    assert new_runs_taken(run, "wait_for_this_hours_syncs", started)
 
 
 def test_airflow_scheduled_example_fails_when_this_intervals_run_fails(fake: FakePortable) -> None:
