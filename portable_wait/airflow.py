@@ -361,40 +361,36 @@ def _line(record: dict[str, Any]) -> str:
     return f"workflow {wid}: {name}" + (f": {'; '.join(details)}" if details else "")
 
 
-def _event_payload(records: dict[int, dict[str, Any]]) -> dict[str, Any]:
+def _event_payload(records: dict[int, dict[str, Any]], error: BaseException | None = None) -> dict[str, Any]:
     """Build the payload of every trigger event and sensor XCom: the one place they are shaped.
 
-    ``{"status": "success" | "failure", "message", "results": {id: record}, "succeeded_ids", "counts"}``.
-    ``results`` holds the full record of every workflow that did not succeed, and of the succeeded ones too when
-    there are at most `FULL_RECORDS_MAX` workflows; ``succeeded_ids`` lists every workflow that succeeded,
-    ``counts`` the workflows per outcome. Size: about 0.5 KB per full record (more with many errors or
-    resources) plus about 10 bytes per succeeded ID, e.g. about 10 KB for 1,000 workflows that all succeeded.
+    ``{"status": "success" | "failure", "message", "results": {id: record}, "succeeded_ids", "counts"}``, or
+    ``{"status": "error", "message", ...}`` (no records) when ``error`` kept the wait from starting, e.g. a
+    connection with no key. ``results`` holds the full record of every workflow that did not succeed, and of the
+    succeeded ones too when there are at most `FULL_RECORDS_MAX` workflows; ``succeeded_ids`` lists every
+    workflow that succeeded, ``counts`` the workflows per outcome. Size: about 0.5 KB per full record (more with
+    many errors or resources) plus about 10 bytes per succeeded ID: about 10 KB for 1,000 that all succeeded.
     """
     succeeded = [wid for wid, record in records.items() if record["outcome"] == "SUCCEEDED"]
     unsuccessful = [record for record in records.values() if record["outcome"] != "SUCCEEDED"]
     summarize = len(records) > FULL_RECORDS_MAX
-    results = {
-        str(wid): record for wid, record in records.items() if not (summarize and record["outcome"] == "SUCCEEDED")
-    }
-    if unsuccessful:
-        message = "\n".join(_line(record) for record in unsuccessful)
+    if error is not None:
+        status, message = "error", f"{type(error).__name__}: {error}"
+    elif unsuccessful:
+        status, message = "failure", "\n".join(_line(record) for record in unsuccessful)
+    elif len(records) == 1:
+        status, message = "success", f"workflow {next(iter(records))} succeeded"
     else:
-        message = (
-            f"workflow {next(iter(records))} succeeded"
-            if len(records) == 1
-            else f"all {len(records)} workflows succeeded"
-        )
+        status, message = "success", f"all {len(records)} workflows succeeded"
     return {
-        "status": "failure" if unsuccessful else "success",
+        "status": status,
         "message": message,
-        "results": results,
+        "results": {
+            str(wid): record for wid, record in records.items() if not (summarize and record["outcome"] == "SUCCEEDED")
+        },
         "succeeded_ids": succeeded,
         "counts": dict(Counter(record["outcome"] for record in records.values())),
     }
-
-
-def _error_payload(error: BaseException) -> dict[str, Any]:
-    return {"status": "error", "message": f"{type(error).__name__}: {error}", "results": {}}
 
 
 def _stops_the_wait(outcome: Outcome) -> bool:
@@ -471,7 +467,7 @@ class PortableWorkflowTrigger(BaseTrigger):
             ) as client:
                 outcomes, last_seen = await self._wait(client, remaining)
         except Exception as error:  # no client at all: a bad connection, say. Report it as an event too.
-            payload = _error_payload(error)
+            payload = _event_payload({}, error)
         else:
             records = _records(self.workflow_ids, outcomes, last_seen, _Timing(self.timeout, self.deadline))
             payload = _event_payload(records)
