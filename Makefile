@@ -38,7 +38,7 @@ $(AIRFLOW_STAMP): pyproject.toml
 
 ## make test-airflow: the Airflow integration against real Airflow 3, in its own environment
 test-airflow: $(AIRFLOW_STAMP)
-	$(AIRFLOW_BIN)/mypy portable_wait/airflow.py portable_wait/_airflow_provider.py tests_airflow/*.py examples/airflow_dag.py
+	$(AIRFLOW_BIN)/mypy portable_wait/airflow.py portable_wait/_airflow_provider.py tests_airflow/*.py examples/airflow_dag*.py
 	$(AIRFLOW_BIN)/pytest tests_airflow
 
 ## make demo: the main job, waiting on an embedded fake Portable server with a live table (about 20 s;

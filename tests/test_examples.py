@@ -19,7 +19,8 @@ EXPECTED = {
 
 
 def test_examples_all_listed() -> None:
-    found = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_") and p.name != "airflow_dag.py"}
+    # The Airflow DAGs need Airflow: make test-airflow runs them (dag.test()).
+    found = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith(("_", "airflow_dag"))}
     assert found == set(EXPECTED)
 
 

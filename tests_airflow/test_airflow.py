@@ -5,42 +5,29 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from random import Random
-from typing import Any
 
 import pytest
+from airflow.sdk import Connection, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
-from airflow.triggers.base import TriggerEvent
+from conftest import FAST, run_trigger
 
 from portable_wait import PollPolicy
-from portable_wait.airflow import PortableHook, PortableWorkflowSensor, PortableWorkflowTrigger, get_provider_info
+from portable_wait.airflow import PortableHook, PortableWorkflowSensor, PortableWorkflowTrigger
 from portable_wait.testing import FakePortable
-
-FAST = {"initial": 0.02, "maximum": 0.1, "multiplier": 1.5, "jitter": 0.2, "outage_tolerance": 2.0}
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePortable]:
-    server = FakePortable()
-    with server.run_in_thread():
-        connection = {"conn_type": "portable", "host": server.base_url, "password": server.api_key}
-        monkeypatch.setenv("AIRFLOW_CONN_PORTABLE_DEFAULT", json.dumps(connection))
-        yield server
-
-
-async def run_trigger(trigger: PortableWorkflowTrigger) -> dict[str, Any]:
-    events = [event async for event in trigger.run()]
-    assert len(events) == 1
-    assert isinstance(events[0], TriggerEvent)
-    payload: dict[str, Any] = events[0].payload
-    return payload
 
 
 def test_airflow_trigger_serialize_round_trip() -> None:
     trigger = PortableWorkflowTrigger(
-        [3, 1, 3], "my_portable", deadline=1.9e9, after="2026-01-01T00:00:00+00:00", poll=FAST, max_concurrency=4
+        [3, 1, 3],
+        "my_portable",
+        deadline=1.9e9,
+        after="2026-01-01T00:00:00+00:00",
+        poll=FAST,
+        max_concurrency=4,
+        fail_fast=False,
+        timeout=7200.0,
     )
     path, kwargs = trigger.serialize()
     assert path == "portable_wait.airflow.PortableWorkflowTrigger"
@@ -51,10 +38,15 @@ def test_airflow_trigger_serialize_round_trip() -> None:
         "after": "2026-01-01T00:00:00+00:00",
         "poll": FAST,
         "max_concurrency": 4,
+        "fail_fast": False,
+        "timeout": 7200.0,
     }
     json.dumps(kwargs)  # what Airflow stores must be plain data
     again = PortableWorkflowTrigger(**kwargs)
     assert again.serialize() == (path, kwargs)
+    # A trigger serialized by the previous version (no fail_fast, no timeout) still loads after an upgrade.
+    old = {k: v for k, v in kwargs.items() if k not in ("fail_fast", "timeout")}
+    assert PortableWorkflowTrigger(**old).fail_fast is True
 
 
 def test_airflow_trigger_rejects_bad_arguments() -> None:
@@ -151,8 +143,8 @@ def test_airflow_sensor_defers_with_a_deadline(fake: FakePortable) -> None:
 
 def test_airflow_sensor_execute_complete() -> None:
     sensor = PortableWorkflowSensor(task_id="wait", workflow_ids=1)
-    ok = {"status": "success", "message": "all 1 workflows succeeded", "results": {"1": {"outcome": "SUCCEEDED"}}}
-    assert sensor.execute_complete({}, ok) == ok["results"]
+    ok = {"status": "success", "message": "workflow 1 succeeded", "results": {"1": {"outcome": "SUCCEEDED"}}}
+    assert sensor.execute_complete({}, ok) == ok
     failed = {
         "status": "failure",
         "message": "workflow 1: FAILED: quota exceeded",
@@ -174,26 +166,24 @@ def test_airflow_sensor_poke_mode(fake: FakePortable) -> None:
     fake.trigger(2, running=0.2)
     assert sensor.poke({}) is False
     time.sleep(0.5)
-    assert sensor.poke({}) is True
+    done = sensor.poke({})
+    assert isinstance(done, PokeReturnValue) and done.is_done
     fake.add_workflow(3, running=0.05, outcome="FAILED", errors=["bad rows"])
     time.sleep(0.1)
     with pytest.raises(AirflowException, match="bad rows"):
         PortableWorkflowSensor(task_id="w3", workflow_ids=3, deferrable=False).poke({})
 
 
-def test_airflow_provider_registers_the_connection_type() -> None:
-    info = get_provider_info()
-    assert info["connection-types"][0] == {
-        "connection-type": "portable",
-        "hook-class-name": "portable_wait.airflow.PortableHook",
-        "hook-name": "Portable",
-    }
-    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
-
-    hooks = ProvidersManagerTaskRuntime().hooks  # type: ignore[no-untyped-call]
-    assert "portable" in hooks
-    hook_info = hooks["portable"]
-    assert hook_info is not None and hook_info.hook_class_name == "portable_wait.airflow.PortableHook"
+async def test_airflow_poke_mode_returns_the_deferrable_paths_records(fake: FakePortable) -> None:
+    fake.add_workflow(1, running=0.05)
+    fake.add_workflow(2, running=0.05)
+    await asyncio.sleep(0.2)
+    deferred = (await run_trigger(PortableWorkflowTrigger([1, 2], poll=FAST)))["results"]
+    sensor = PortableWorkflowSensor(task_id="wait", workflow_ids=[1, 2], deferrable=False, poke_interval=0.05)
+    poked = await asyncio.to_thread(sensor.execute, {})  # as a worker runs it: pokes until done, then the XCom
+    assert poked["status"] == "success"
+    assert poked["results"] == deferred
+    assert poked["results"]["1"]["records"]["loaded"] == 1250
 
 
 def test_airflow_hook_settings() -> None:
@@ -201,8 +191,9 @@ def test_airflow_hook_settings() -> None:
         conn_id = "c"
         password = "k"
         host = ""
+        port: int | None = None
 
-    assert PortableHook.settings_from(Conn()) == ("k", "https://api.portable.io")
+    assert PortableHook.settings_from(Conn()) == ("k", None)  # None: the client's default, the public API
     Conn.host = "api.example.com"
     assert PortableHook.settings_from(Conn()) == ("k", "https://api.example.com")
     Conn.password = ""
@@ -210,33 +201,33 @@ def test_airflow_hook_settings() -> None:
         PortableHook.settings_from(Conn())
 
 
-def load_example_dag() -> Any:
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parent.parent / "examples" / "airflow_dag.py"
-    spec = importlib.util.spec_from_file_location("portable_example_dag", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
-
-
-def test_airflow_example_dag_runs_end_to_end(fake: FakePortable) -> None:
-    for wid in (568971, 568972, 568973):
-        fake.add_workflow(wid, running=0.5)
-    run = load_example_dag().test()
-    assert str(run.state) in ("success", "DagRunState.SUCCESS")
-    polled = {r.workflow_id for r in fake.requests}
-    assert polled == {568971, 568972, 568973}
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("host.example.com", 8443, "https://host.example.com:8443"),
+        ("https://host.example.com", 8443, "https://host.example.com:8443"),
+        ("https://host.example.com/api", 8443, "https://host.example.com:8443/api"),
+        ("host.example.com:8443", None, "https://host.example.com:8443"),
+        ("https://host.example.com:8443", 8443, "https://host.example.com:8443"),
+    ],
+)
+def test_airflow_hook_keeps_the_connections_port(host: str, port: int | None, expected: str) -> None:
+    connection = Connection(conn_id="p", conn_type="portable", host=host, port=port, password="k")
+    assert PortableHook.settings_from(connection) == ("k", expected)
 
 
-def test_airflow_example_dag_fails_on_a_failed_workflow(fake: FakePortable) -> None:
-    fake.add_workflow(568971, running=0.5)
-    fake.add_workflow(568972, running=0.5, outcome="FAILED", errors=["Destination rejected the load"])
-    fake.add_workflow(568973, running=0.5)
-    run = load_example_dag().test()
-    assert str(run.state) in ("failed", "DagRunState.FAILED")
+def test_airflow_hook_port_from_a_connection_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_PORTABLE_PORTED", "portable://:secret-key@portable.example.com:8443")
+    client = PortableHook("portable_ported").get_client()
+    assert client.base_url == "https://portable.example.com:8443"
+
+
+def test_airflow_hook_rejects_a_port_that_contradicts_the_host() -> None:
+    connection = Connection(
+        conn_id="p", conn_type="portable", host="https://h.example.com:9000", port=8443, password="k"
+    )
+    with pytest.raises(AirflowException, match="keep one"):
+        PortableHook.settings_from(connection)
 
 
 @pytest.mark.parametrize("channel", ["401 json", "400 text", "errors", "disposition", "redirect lower"])
