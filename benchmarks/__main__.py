@@ -1,4 +1,4 @@
-"""Run the benchmarks and write docs/performance.md: ``python -m benchmarks [overhead|scale|economy|schedule|report]``.
+"""Run the benchmarks and write docs/performance.md: ``python -m benchmarks [overhead|scale|economy|schedule|pacing|report]``.
 
 With no argument every benchmark runs (about half an hour on a 2-core machine), then the report is assembled.
 Each benchmark saves its section under docs/bench-results/, so one can be re-run alone and the report rebuilt.
@@ -9,13 +9,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from . import bench_economy, bench_overhead, bench_scale, bench_schedule, report
+from . import bench_economy, bench_overhead, bench_pacing, bench_scale, bench_schedule, report
 
 BENCHMARKS: dict[str, Callable[[], object]] = {
     "overhead": bench_overhead.run,
     "scale": bench_scale.run,
     "economy": bench_economy.run,
     "schedule": bench_schedule.run,
+    "pacing": bench_pacing.run,
 }
 
 

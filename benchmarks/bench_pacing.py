@@ -239,7 +239,10 @@ def run_stray() -> list[str]:
             times[name].append(result["elapsed"])
             failures[name] += len(result["failed"])
             limited[name].append(share_429(out["records"], 0, 1e9)[0])
-            print(f"pacing stray seed {seed} {name}: {result['elapsed']:.2f} s, {len(result['failed'])} failed", flush=True)
+            print(
+                f"pacing stray seed {seed} {name}: {result['elapsed']:.2f} s, {len(result['failed'])} failed",
+                flush=True,
+            )
     clean = median(times["clean"])
     lines = [
         "| stray 429s | time (s), median | ratio to clean | worst run ratio | share 429 | timeouts or errors |",

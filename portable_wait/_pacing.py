@@ -93,6 +93,9 @@ SAMPLE_WINDOW = 1.0
 CAPACITY_TOLERANCE = 0.15
 """A sample this far (15%) under the rate we allowed is a capacity; closer is measurement noise."""
 
+MIN_REFUSED = 3
+"""The accept ratio is read only from a second that holds at least this many 429s."""
+
 LOSS_WEIGHT = 1 / 64
 """Weight of each answer in the running share of 429s: it remembers about the last 64 answers."""
 
@@ -141,6 +144,7 @@ class Pacer:
         "_acks",
         "_answers",
         "_blind_until",
+        "_born",
         "_capacity",
         "_clock",
         "_cut_at",
@@ -155,6 +159,7 @@ class Pacer:
         "_reference",
         "_sends",
         "_sent",
+        "_server_pause_end",
         "_successes",
         "engaged",
         "loss",
@@ -180,6 +185,8 @@ class Pacer:
         self._next_slot = 0.0
         self._paused_until = 0.0
         self._blind_until = -math.inf
+        self._born: float | None = None
+        self._server_pause_end = -math.inf
         self._learned: float | None = None
         self._capacity: float | None = None
         self._reference = 0.0
@@ -218,7 +225,7 @@ class Pacer:
             while sent and now - sent[0] >= WINDOW:
                 sent.popleft()
             if len(sent) >= max(1, math.floor(rate)):
-                wait = max(wait, sent[0] + WINDOW - now)
+                wait = max(wait, WINDOW - (now - sent[0]))  # the same expression as above: no rounding gap
         return wait
 
     async def acquire(self) -> float:
@@ -249,6 +256,8 @@ class Pacer:
             self._next_slot = max(self._next_slot + spacing, now + CATCH_UP * spacing)
             self._sent.append(now)
         _push(self._sends, now)
+        if self._born is None:
+            self._born = now
         return now
 
     def on_rate_limited(self, retry_after: float | None, *, sent_at: float | None = None) -> None:
@@ -259,34 +268,52 @@ class Pacer:
             sent_at: When the request left (what `acquire` or `count_send` returned); None for now.
         """
         now = self._clock()
+        resumed = min(self._paused_until, now)  # when sending last resumed after a pause
         self.rate_limited += 1
         self.loss += (1.0 - self.loss) * LOSS_WEIGHT
         _push(self._answers, now)
         pause = min(DEFAULT_429_PAUSE if retry_after is None else retry_after, self._max_pause)
-        self._paused_until = max(self._paused_until, now + pause)
+        if pause > 0:
+            self._paused_until = max(self._paused_until, now + pause)
         if retry_after is None:
             # Our own pause, not the server's: the coming second's count of accepted answers is no sample.
             self._blind_until = max(self._blind_until, now + pause + SAMPLE_WINDOW)
         self.engaged = True
         if (now if sent_at is None else sent_at) < self._cut_at:
+            if retry_after is not None and retry_after > 0:
+                self._server_pause_end = max(self._server_pause_end, now + pause)
             return  # sent before the last cut: part of the episode already answered
-        self._learn(now)
+        self._learn(now, resumed)
+        if retry_after is not None and retry_after > 0:
+            self._server_pause_end = max(self._server_pause_end, now + pause)
         if self._learned is None and self._fixed is None and self._paused_until <= now:
             self.engaged = False
 
-    def _learn(self, now: float) -> None:
+    def _learn(self, now: float, resumed: float) -> None:
         accepted = float(_count(self._acks, now))
         answered = _count(self._answers, now)
-        sampled = now >= self._blind_until
+        # A window younger than a second, or overlapping a pause of our own choosing, is no capacity sample.
+        age = now - (now if self._born is None else self._born)
+        sampled = now >= self._blind_until and age >= SAMPLE_WINDOW
         learned = self._learned
         if learned is None:
-            if sampled and answered and accepted < (1.0 - CAPACITY_TOLERANCE) * answered:
-                # The accept ratio of the last second says limit, not noise.
+            refused = answered - accepted
+            if now >= self._blind_until and (
+                (refused >= MIN_REFUSED and accepted < (1.0 - CAPACITY_TOLERANCE) * answered)
+                or 0 <= now - self._server_pause_end < SAMPLE_WINDOW
+            ):
+                # The accept ratio of the last second says limit, not noise; or the server, having asked for
+                # a pause, refused us again within a second of it: both are a limit, and S is its size.
                 self._set_capacity(accepted, now)
                 return
             cut = self._proportional_cut()
             if cut > 0:
-                sending = float(max(_count(self._sends, now), answered))
+                # The rate we were sending at: a sliding window, scaled when the client is younger than it
+                # or was paused for part of it.
+                covered = min(SAMPLE_WINDOW, age, now - resumed)
+                if covered < 0.1:
+                    return  # too short a stretch of sending to tell a rate
+                sending = sum(1 for t in self._sends if t >= now - covered) / covered
                 self._cut(sending, sending * (1.0 - cut), now)
             return
         if sampled and accepted < (1.0 - CAPACITY_TOLERANCE) * learned:
