@@ -1,4 +1,4 @@
-"""Run the benchmarks and write docs/performance.md: ``python -m benchmarks [overhead|scale|economy|schedule|pacing|report]``.
+"""Run the benchmarks and write docs/performance.md: ``python -m benchmarks [NAME ...]`` (NAME: see BENCHMARKS).
 
 With no argument every benchmark runs (about half an hour on a 2-core machine), then the report is assembled.
 Each benchmark saves its section under docs/bench-results/, so one can be re-run alone and the report rebuilt.
