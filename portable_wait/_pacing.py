@@ -7,7 +7,8 @@ request may leave:
   seconds apart, and no window of ``WINDOW`` (1.02 s) holds more than ``floor(rate_limit)`` of them, measured
   on the times they actually left (a busy event loop can oversleep). Spacing, rather than a bucket that allows a
   burst, means polls that fall due together leave one after another, and the 2% margin keeps network jitter
-  from squeezing an extra one into a server's second.
+  from squeezing an extra one into a server's second. Slots follow each other from the slot, not from the
+  moment a request left, so an event loop that wakes late does not slow the pace (``CATCH_UP``).
 * a pause: every 429 stops *every* request of the client until its ``Retry-After`` (``DEFAULT_429_PAUSE``
   when the server gave none), at most the client's ``RetryPolicy.retry_after_cap``. ``Retry-After: 0`` is still
   a 429 (counted, fed to the estimator) but pauses nothing. Without the pause, each of a thousand waiters would
@@ -28,22 +29,27 @@ take from four known designs, and depart from each where a polling client with s
   server has shown its capacity: the rate is set to ``S`` itself (no deeper cut: ``SPACING_MARGIN`` already
   keeps us 2% under it), and ``S`` is remembered as the capacity ``C``. A window that overlaps a pause we chose
   ourselves (a 429 without ``Retry-After``) is not a sample: the server did not make us idle, so a low count
-  says nothing about it.
+  says nothing about it. Nor is a window older than the client: rates are never read from part of a window.
 * **The SRE book's accept ratio.** Before any rate is learned, a 429 is read against the answers of the last
-  second: if fewer than ``1 - CAPACITY_TOLERANCE`` of them were accepted, the 429s are a limit, not noise.
+  second: if that second holds at least ``MIN_REFUSED`` (3) 429s and fewer than ``1 - CAPACITY_TOLERANCE`` of
+  its answers were accepted, the 429s are a limit, not noise, and ``S`` is its size. So is a 429 within a
+  second of the end of a pause the *server* asked for: a limiter that said "wait" and refuses us again at once
+  has shown its window (each of its refusals pauses us, so it never shows a low accept ratio).
 * **TCP, with BBRv2's loss threshold.** Strays are told from a limit by how often they come, in proportion:
   ``loss`` is an exponentially weighted share of 429s among answers (weight ``LOSS_WEIGHT`` per answer, about the
-  last 64). Below ``STRAY_LOSS`` (5%, above the 2% of strays a busy gateway throws, 3 standard deviations of the
-  estimate at 2%) a 429 cuts nothing; from there the cut grows linearly to ``MAX_CUT`` (30%, botocore's
+  last 64). Below ``STRAY_LOSS`` (5%: above 2% of strays by 2.4 standard deviations of the estimate) a 429
+  cuts nothing; from there the cut grows linearly to ``MAX_CUT`` (30%, botocore's
   ``beta = 0.7``) at ``CLUSTER_LOSS`` (30%). A lone 429 among thousands of successes moves nothing; a burst of
   them cuts decisively. As in TCP, the rate is cut at most once per round: a 429 for a request sent before the
   last cut belongs to the episode already answered (the first version keyed this to the pause, which
   ``Retry-After: 0`` makes empty, so every 429 halved again).
 * **CUBIC, counted in successes.** After a cut the rate climbs back to the reference ``W`` (the capacity, or the
   rate before a proportional cut) along a concave curve, holds there, and only then probes above it along a
-  convex one: ``W * (1 + PROBE_GAIN * (tau - hold) ** 3)``. Unlike botocore's, CUBIC's clock ``tau`` is
-  *successes since the cut divided by W*: seconds of traffic at capacity, so recovery is earned by accepted
-  requests, and a client that is paused or failing does not creep back into a limit it cannot see.
+  convex one: ``W + max(W, PROBE_FLOOR) * PROBE_GAIN * (tau - hold) ** 3``. Unlike botocore's, CUBIC's clock
+  ``tau`` is *successes since the cut divided by W*: seconds of traffic at capacity, so a busy client earns its
+  recovery with accepted requests, as fast as they come; wall time since the cut is its floor, so a client
+  refused most of a shared limit (three processes, one limit) still comes back to claim its share, and the
+  ``PROBE_FLOOR`` (10 req/s) keeps a client learned at a tiny rate from probing in tiny steps.
   ``hold`` starts at ``HOLD_MIN`` (8 s) after a capacity that moved, and grows by ``HOLD_GROWTH`` up to
   ``HOLD_MAX`` (20 s) each time a probe finds the same capacity again. Every probe of a server that enforces
   ``Retry-After: 1`` costs a second of silence, so against a stable limit we probe rarely (about 5% lost to
@@ -51,9 +57,10 @@ take from four known designs, and depart from each where a polling client with s
   probe soon. ``PROBE_GAIN`` (0.06) takes the rate 2% over ``W`` (past the spacing margin) in about 0.7 s of
   traffic and to 3.2 times ``W`` in 3.3 s, so a limit that returns from 25 to 100 req/s is found within
   ``hold`` + 4 s.
-* A 429 that comes while we are above the capacity we learned (by more than ``CAPACITY_TOLERANCE``) is a
-  probe that found it: the rate returns to ``S``. A 429 at or under it is a stray, or the limit moved; the
-  next one shows which.
+* A 429 that comes while we are above the capacity we learned (or pace at a rate of our own guess, before any
+  capacity) is a probe that found it: the rate and the capacity become ``S``. A 429 at or under the capacity
+  is a stray, or the limit moved: it cuts only in proportion to ``loss``, and if the limit moved, the next
+  second's ``S`` shows it.
 
 A learned rate that has grown to ``FORGET_FACTOR`` (2) times its reference without another 429 is dropped,
 and the client is unpaced again. ``MIN_RATE`` (0.2 req/s) is the floor. The fixed ``rate_limit`` caps the
