@@ -26,8 +26,10 @@ import json
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -262,6 +264,8 @@ def run() -> dict[str, Any]:
     limit50 = scenario("limited", workflows=1000, run=(30.0, 30.0), limits="0:50", timeout=90)
     moving = scenario("limited", workflows=1000, run=(50.0, 50.0), limits="0:100,15:25,30:100", timeout=110)
     shared = scenario("limited", workflows=400, clients=3, run=(30.0, 30.0), limits="0:60", timeout=90)
+    raw = Path(tempfile.gettempdir()) / "portable-wait-pacing.json"  # to re-plot or re-read without re-running
+    raw.write_text(json.dumps({"limit50": limit50, "moving": moving, "shared": shared}))
 
     rec = limit50["records"]
     acc50 = sum(1 for r in rec if r[1] == 200 and WARMUP <= r[0] < 30) / (30 - WARMUP)

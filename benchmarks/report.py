@@ -10,7 +10,7 @@ What a waiter costs decides whether people can point it at a thousand workflows:
 waiter, requests per answer. Each benchmark below runs its contenders side by side in the same run, against the
 fake Portable server in a separate process, and reports ratios to a baseline measured in that run. Reproduce
 everything with `make bench` (about half an hour on 2 cores), or one part with
-`python -m benchmarks overhead|scale|economy|schedule`; the sections are saved under `docs/bench-results/` and
+`python -m benchmarks overhead|scale|economy|schedule|pacing`; the sections are saved under `docs/bench-results/` and
 this page is rebuilt from them.
 
 The benchmarks are never part of `make test`: timing assertions in a test suite only make it flaky.
