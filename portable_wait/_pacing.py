@@ -50,8 +50,8 @@ take from four known designs, and depart from each where a polling client with s
   recovery with accepted requests, as fast as they come; wall time since the cut is its floor, so a client
   refused most of a shared limit (three processes, one limit) still comes back to claim its share, and the
   ``PROBE_FLOOR`` (10 req/s) keeps a client learned at a tiny rate from probing in tiny steps.
-  ``hold`` starts at ``HOLD_MIN`` (8 s) after a capacity that moved, and grows by ``HOLD_GROWTH`` up to
-  ``HOLD_MAX`` (20 s) each time a probe finds the same capacity again. Every probe of a server that enforces
+  ``hold`` is ``HOLD_FIRST`` (14 s) after the first capacity learned, ``HOLD_MIN`` (8 s) after a capacity that
+  moved, and grows by ``HOLD_GROWTH`` up to ``HOLD_MAX`` (20 s) each time a probe finds the same capacity. Every probe of a server that enforces
   ``Retry-After: 1`` costs a second of silence, so against a stable limit we probe rarely (about 5% lost to
   probing at 20 s); after a limit has moved, it is likely to move again (an account-wide burst ends), so we
   probe soon. ``PROBE_GAIN`` (0.06) takes the rate 2% over ``W`` (past the spacing margin) in about 0.7 s of
@@ -116,13 +116,17 @@ MAX_CUT = 0.30
 """The deepest proportional cut, as botocore's beta = 0.7."""
 
 PROBE_GAIN = 0.06
-"""CUBIC's constant: rate = W * (1 + PROBE_GAIN * (tau - hold) ** 3), tau in seconds of traffic at W."""
+"""CUBIC's constant: rate = W + max(W, PROBE_FLOOR) * PROBE_GAIN * (tau - hold) ** 3, tau in seconds at W."""
 
 PROBE_FLOOR = 10.0
 """Requests per second: a probe from a small rate grows at least as fast as one from 10 req/s."""
 
 HOLD_MIN = 8.0
 """Seconds of traffic at capacity before the first probe above a capacity that just moved."""
+
+HOLD_FIRST = 14.0
+"""Hold after the first capacity a client learns: most limits met for the first time are an account's standing
+limit, so probe it less often than one that has just moved."""
 
 HOLD_MAX = 20.0
 """Longest hold, reached when probes keep finding the same capacity."""
@@ -344,7 +348,9 @@ class Pacer:
     def _set_capacity(self, accepted: float, now: float) -> None:
         capacity = max(MIN_RATE, accepted)
         previous = self._capacity
-        if previous is not None and abs(capacity - previous) <= CAPACITY_TOLERANCE * previous:
+        if previous is None:
+            self._hold = HOLD_FIRST
+        elif abs(capacity - previous) <= CAPACITY_TOLERANCE * previous:
             self._hold = min(HOLD_MAX, self._hold * HOLD_GROWTH)
         else:
             self._hold = HOLD_MIN
