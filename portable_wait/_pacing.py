@@ -51,12 +51,12 @@ take from four known designs, and depart from each where a polling client with s
   refused most of a shared limit (three processes, one limit) still comes back to claim its share, and the
   ``PROBE_FLOOR`` (10 req/s) keeps a client learned at a tiny rate from probing in tiny steps.
   ``hold`` is ``HOLD_FIRST`` (14 s) after the first capacity learned, ``HOLD_MIN`` (8 s) after a capacity that
-  moved, and grows by ``HOLD_GROWTH`` up to ``HOLD_MAX`` (20 s) each time a probe finds the same capacity. Every probe of a server that enforces
-  ``Retry-After: 1`` costs a second of silence, so against a stable limit we probe rarely (about 5% lost to
-  probing at 20 s); after a limit has moved, it is likely to move again (an account-wide burst ends), so we
-  probe soon. ``PROBE_GAIN`` (0.06) takes the rate 2% over ``W`` (past the spacing margin) in about 0.7 s of
-  traffic and to 3.2 times ``W`` in 3.3 s, so a limit that returns from 25 to 100 req/s is found within
-  ``hold`` + 4 s.
+  moved, and grows by ``HOLD_GROWTH`` up to ``HOLD_MAX`` (20 s) each time a probe finds the same capacity.
+  Every probe of a server that enforces ``Retry-After: 1`` costs a second of silence, so against a stable
+  limit we probe rarely (about 5% lost to probing at 20 s); after a limit has moved, it is likely to move
+  again (an account-wide burst ends), so we probe soon. ``PROBE_GAIN`` (0.06) takes the rate 2% over ``W`` (past the
+  spacing margin) in about 0.7 s of traffic and to 3.2 times ``W`` in 3.3 s, so a limit that returns from 25 to 100
+  req/s is found within ``hold`` + 4 s.
 * A 429 that comes while we are above the capacity we learned (or pace at a rate of our own guess, before any
   capacity) is a probe that found it: the rate and the capacity become ``S``. A 429 at or under the capacity
   is a stray, or the limit moved: it cuts only in proportion to ``loss``, and if the limit moved, the next
