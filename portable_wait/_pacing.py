@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 from collections import deque
 from collections.abc import Callable
 
@@ -132,10 +131,6 @@ limit, so probe it less often than one that has just moved."""
 HOLD_MAX = 20.0
 """Longest hold, reached when probes keep finding the same capacity."""
 
-HOLD_JITTER = 0.25
-"""Each hold is drawn within 25% of its nominal length: several clients (processes) sharing one limit, which
-met it together, then probe it at different times instead of all at once."""
-
 HOLD_GROWTH = 1.5
 """Factor the hold grows by each time a probe finds the same capacity (within ``CAPACITY_TOLERANCE``)."""
 
@@ -167,7 +162,6 @@ class Pacer:
         "_cut_rate",
         "_fixed",
         "_hold",
-        "_hold_drawn",
         "_learned",
         "_lock",
         "_max_pause",
@@ -210,7 +204,7 @@ class Pacer:
         self._cut_rate = 0.0
         self._cut_at = -math.inf
         self._successes = 0
-        self._hold = self._hold_drawn = HOLD_MIN
+        self._hold = HOLD_MIN
         self.engaged = self._fixed is not None
         self.rate_limited = 0
         """How many 429 answers this client has had."""
@@ -360,8 +354,6 @@ class Pacer:
             self._hold = min(HOLD_MAX, self._hold * HOLD_GROWTH)
         else:
             self._hold = HOLD_MIN
-        # Jittered, so clients that met a shared limit together do not all probe it in the same second.
-        self._hold_drawn = self._hold * random.uniform(1.0 - HOLD_JITTER, 1.0 + HOLD_JITTER)
         self._capacity = capacity
         self._cut(capacity, capacity, now)
 
@@ -388,7 +380,7 @@ class Pacer:
         # Seconds of traffic at the reference rate, and never slower than the wall clock: a client that is
         # refused most of its share (three clients on one limit) still earns its way back.
         tau = max(self._successes / reference, now - self._cut_at)
-        hold = self._hold_drawn
+        hold = self._hold
         if tau < hold:
             rate = reference - (reference - self._cut_rate) * (1.0 - tau / hold) ** 3
         else:
