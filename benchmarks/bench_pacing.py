@@ -314,8 +314,9 @@ def run() -> dict[str, Any]:
         "",
         "The shared-limit figures vary from run to run: which client wins the first second decides much, and the "
         "pacer has no mechanism that pulls shares together (TCP's multiplicative decrease does; ours sets the rate "
-        "to what the server accepted). Over seven runs while building this (three with a since-reverted hold jitter): together 47.5 to "
-        "56.1 req/s, 1.2% to 3.0% 429s, and in three runs one client under half a fair share (7.7 to 8.7 req/s).",
+        "to what the server accepted). Over seven runs while building this (three with a since-reverted "
+        "hold jitter): together 47.5 to 56.1 req/s, 1.2% to 3.0% 429s, and in three runs one client under half "
+        "a fair share (7.7 to 8.7 req/s).",
         "",
         "![allowed vs accepted rate over time](img/pacing.png)",
         "",
