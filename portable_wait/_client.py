@@ -302,9 +302,9 @@ class PortableClient:
         assert self._semaphore is not None
         async with self._semaphore:
             if self._pacer.engaged:
-                await self._pacer.acquire()
+                sent_at = await self._pacer.acquire()
             else:
-                self._pacer.count_send(asyncio.get_running_loop().time())
+                sent_at = self._pacer.count_send(asyncio.get_running_loop().time())
             self._in_flight += 1
             self._requests += 1
             if self._first_try is None:
@@ -354,7 +354,7 @@ class PortableClient:
         if status_code != 200:
             error = self._error_from(status_code, headers, body, wid)
             if status_code == 429:
-                self._pacer.on_rate_limited(error.retry_after)
+                self._pacer.on_rate_limited(error.retry_after, sent_at=sent_at)
             return error
         self._pacer.on_success()
         return self._outcome_of(body, wid, headers.get("Content-Type", ""))
