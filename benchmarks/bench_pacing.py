@@ -294,8 +294,8 @@ def run() -> dict[str, Any]:
         "",
         *stray_lines,
         "",
-        "A 429 without `Retry-After` pauses the whole client for 1 s (the rule kept from before), so with no header "
-        "the fan-out is bound by pauses, not by the learned rate: at 2%, one 429 comes every 50 answers.",
+        "A 429 without `Retry-After` pauses the client in proportion to how often 429s come: none for a stray "
+        "(a 429 share up to 5%), up to 1 s for a cluster.",
         "",
         "**Rate limits** (a true sliding-window limit; beyond it the fake answers 429 with `Retry-After: 1`; "
         "1,000 workflows polled every 1-3 s per client, demand far above the limit).",
