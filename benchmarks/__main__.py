@@ -24,7 +24,7 @@ BENCHMARKS: dict[str, Callable[[], object]] = {
     "hub": bench_hub.run,
     "pacing": bench_pacing.run,
 }
-NEEDS_MATPLOTLIB = frozenset({"economy", "schedule"})  # they draw plots into docs/img/
+NEEDS_MATPLOTLIB = frozenset({"economy", "schedule", "pacing"})  # they draw plots into docs/img/
 INSTALL_BENCH = "pip install -e '.[bench]'"
 
 
