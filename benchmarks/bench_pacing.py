@@ -97,7 +97,7 @@ async def client(args: argparse.Namespace) -> None:
 
     if args.kind == "stray":
         poll = PollPolicy(initial=0.1, maximum=0.3)
-        options: dict[str, Any] = {"retry": RetryPolicy(attempts=3, initial=0.05, maximum=0.2), "timeout": 0.5}
+        options: dict[str, Any] = {"retry": RetryPolicy(attempts=3, initial=0.05, maximum=0.2), "request_timeout": 0.5}
     else:
         poll = PollPolicy(initial=1.0, maximum=3.0, jitter=0.3)
         options = {}

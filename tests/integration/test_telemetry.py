@@ -100,9 +100,8 @@ async def test_telemetry_fanout_with_failures_429s_and_retries(otel: Otel) -> No
         fake.add_workflow(8, forbidden=True)  # 403: ERROR at once
         # Workflow 1's first two requests fail, each retried by the client: a 503, and no answer within the
         # client's timeout (a dropped connection would not do: aiohttp itself resends a GET whose reused
-        # connection was closed, so the client may never see it). A 429
-        # comes late, on the long wait's 12th request: a 429 makes the client halve the rate it was sending at, so
-        # one on the very first request would pace the whole fan-out at 0.5 requests per second.
+        # connection was closed, so the client may never see it). A 429 comes late, on the long wait's 12th
+        # request: a stray among successes, which the pacer counts but does not slow down for.
         fake.add_fault("503", workflow_id=1, requests=[1])
         fake.add_fault("slow", workflow_id=1, requests=[2], delay=1.0)
         fake.add_fault("429", workflow_id=7, requests=[12], retry_after="0")
@@ -179,10 +178,9 @@ async def test_telemetry_fanout_with_failures_429s_and_retries(otel: Otel) -> No
     assert stats.detection_lag_mean == pytest.approx(lag.sum / 6)
     assert stats.detection_lag_p95 is not None and stats.detection_lag_p95 <= lag.max
 
-    # Pace: the 429 made the client pace itself, and the gauge says at what rate.
-    assert pace is not None
-    [(attrs, point)] = pace
-    assert attrs == {} and point.value > 0
+    # Pace: one stray 429 among successes does not make the client pace itself, so the gauge has no point (it
+    # reports a rate only while one applies: test_telemetry_pace_gauge_reports_the_rate_limit_...).
+    assert not pace
 
     # Spans: one per wait, child of the caller's span; one CLIENT span per request, child of its wait's.
     spans = otel.spans()
