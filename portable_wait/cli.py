@@ -40,7 +40,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         print(f"portable-wait: the command line needs the 'cli' extra: {INSTALL_CLI}", file=sys.stderr)
         return EXIT_USAGE
-    _configure_logging(args.verbose)
+    _configure_logging(args.verbose, quiet=getattr(args, "quiet", False))
     try:
         if args.command == "fake-server":
             return _run(_fake_server(args))
@@ -357,15 +357,73 @@ def _parse_after(text: str | None) -> datetime | None:
     return when if when.tzinfo is not None else when.astimezone()
 
 
-def _configure_logging(verbosity: int) -> None:
-    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    handler.addFilter(RedactingFilter())  # also covers records of child loggers, which skip the logger's filter
+class _LogHandler(logging.Handler):
+    """Write the library's log lines to stderr, or, while a live table is up, through its console.
+
+    A line written straight to the terminal under a rich ``Live`` display leaves stale copies of the table
+    stacked on screen; printed through the live console, it goes above the table, which is redrawn below it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        self.addFilter(RedactingFilter())  # also covers records of child loggers, which skip the logger's filter
+        self.console: Console | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            if self.console is None:
+                print(line, file=sys.stderr, flush=True)  # looked up now: the redacting stream while running
+            else:
+                from rich.text import Text
+
+                style = (
+                    "red" if record.levelno >= logging.ERROR else "yellow" if record.levelno >= logging.WARNING else ""
+                )
+                self.console.print(Text(line, style=style))
+        except Exception:
+            self.handleError(record)
+
+
+_SILENT = logging.CRITICAL + 1
+
+
+def _configure_logging(verbosity: int, *, quiet: bool = False) -> _LogHandler:
+    """Send the ``portable_wait`` logger's records to one `_LogHandler`, at the level the flags ask for.
+
+    No ``-v``: warnings (a retry that ran out, a poll that failed but the wait goes on) on plain stderr; while a
+    live table is up only errors, since the table already shows each workflow's last error (see `_wait`).
+    ``-v`` adds each retry, ``-vv`` each poll. ``--quiet`` silences the log too, unless ``-v`` is also given:
+    asking for the log explicitly wins.
+    """
+    if quiet and verbosity == 0:
+        level = _SILENT
+    else:
+        level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    handler = _LogHandler()
     logger = logging.getLogger("portable_wait")
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
+    return handler
+
+
+@contextlib.contextmanager
+def _logging_through(console: Console, *, verbosity: int) -> Iterator[None]:
+    """While a live table is shown on ``console``, print log lines through it; without ``-v``, errors only."""
+    handlers = [h for h in logging.getLogger("portable_wait").handlers if isinstance(h, _LogHandler)]
+    saved = [(h.console, h.level) for h in handlers]
+    for handler in handlers:
+        handler.console = console
+        if verbosity == 0:
+            handler.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for handler, (previous, level) in zip(handlers, saved, strict=True):
+            handler.console = previous
+            handler.setLevel(level)
 
 
 # -- running ------------------------------------------------------------------------------------------------
@@ -458,9 +516,10 @@ async def _wait(
         vertical_overflow="crop",
     )
     show_live = human and not json_mode
-    async with client:
+    async with client, contextlib.AsyncExitStack() as stack:
         if show_live:
             live.start()
+            stack.enter_context(_logging_through(live.console, verbosity=args.verbose))
         try:
             async with contextlib.aclosing(
                 as_completed(client, ids, timeout=args.timeout, poll=poll, after=after, on_poll=board.on_poll)
@@ -498,7 +557,7 @@ async def _status(args: argparse.Namespace, client: PortableClient) -> int:
         if isinstance(answer, BaseException) and not isinstance(answer, PortableError):
             raise answer
         results.append(answer)
-    json_mode = args.json or not sys.stdout.isatty()
+    json_mode = args.json or (not sys.stdout.isatty() and not args.quiet)  # as `_wait`: --quiet alone prints nothing
     if json_mode:
         for wid, result in zip(ids, results, strict=True):
             record = outcome_to_json(wid, result)

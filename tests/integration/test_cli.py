@@ -552,3 +552,90 @@ def test_cli_table_without_errors_keeps_more_columns_at_80() -> None:
     board.rows[568973].error = None
     header = _render(board, 80)[0].split()
     assert header == ["workflow", "state", "extracted", "analyzed", "loaded", "time", "last", "error"]
+
+
+# -- a new user's first hour ----------------------------------------------------------------------------------
+
+
+def _wait_on_a_terminal(
+    fake: FakePortable, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
+    """Run ``wait`` in-process with stdout an 80x24 terminal; return (exit status, screen text, stderr)."""
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stdout", screen)
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LINES", "24")
+    code = in_process(monkeypatch, fake, "wait", *args)
+    return code, _terminal_text(screen), capsys.readouterr().err
+
+
+def test_cli_live_table_prints_log_lines_through_its_console_not_stderr(
+    fake: FakePortable, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.add_workflow(1, running=0.3)
+    fake.add_fault("503", workflow_id=1, times=4)  # the first poll fails after every retry; the wait goes on
+    code, screen, err = _wait_on_a_terminal(fake, monkeypatch, capsys, "1", "-v", *FAST)
+    assert code == 0
+    assert err == ""  # written beside the live table, a line on stderr corrupts it
+    lines = screen.splitlines()
+    retry = next(i for i, line in enumerate(lines) if "retry 1 of 3" in line)
+    still = next(i for i, line in enumerate(lines) if "still polling" in line)
+    summary = max(i for i, line in enumerate(lines) if line.startswith("1 workflow in "))
+    assert retry < still < summary  # above the final table
+
+
+def test_cli_live_table_without_v_shows_no_warnings(
+    fake: FakePortable, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.add_workflow(1, running=0.3)
+    fake.add_fault("503", workflow_id=1, times=4)
+    code, screen, err = _wait_on_a_terminal(fake, monkeypatch, capsys, "1", *FAST)
+    assert code == 0 and err == ""
+    assert "WARNING" not in screen and "still polling" not in screen  # the table's last error tells it
+    assert "1 succeeded" in screen
+
+
+def test_cli_json_keeps_warnings_as_plain_stderr_lines(fake: FakePortable) -> None:
+    fake.add_workflow(1, running=0.3)
+    fake.add_fault("503", workflow_id=1, times=4)
+    result = run(fake, "wait", "1", "--json", *FAST)
+    assert result.returncode == 0
+    assert re.search(r"^\d\d:\d\d:\d\d WARNING workflow 1: poll 1 failed", result.stderr, re.MULTILINE)
+    assert "\x1b[" not in result.stderr
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_cli_quiet_silences_warnings(
+    json_flag: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    args = ("wait", "1", "--quiet", "--timeout", "1", "--base-url", url, *json_flag, *FAST)
+    code = in_process(monkeypatch, None, *args, env={"PORTABLE_API_KEY": "k" * 20})
+    out, err = capsys.readouterr()
+    assert code in (3, 4) and err == ""
+    assert (out == "") if not json_flag else (json_lines(out)[0]["workflow_id"] == 1)
+
+
+def test_cli_quiet_with_v_still_logs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    args = ("wait", "1", "--quiet", "-v", "--timeout", "1", "--base-url", url, *FAST)
+    in_process(monkeypatch, None, *args, env={"PORTABLE_API_KEY": "k" * 20})
+    out, err = capsys.readouterr()
+    assert out == "" and "retry 1 of 3" in err  # -v asks for the log explicitly
+
+
+def test_cli_status_quiet_piped_prints_nothing_like_wait(fake: FakePortable) -> None:
+    fake.add_workflow(1, running=0.05, outcome="FAILED")
+    time.sleep(0.1)
+    status = run(fake, "status", "1", "--quiet")  # stdout is a pipe
+    assert (status.returncode, status.stdout, status.stderr) == (1, "", "")
+    wait = run(fake, "wait", "1", "--quiet", *FAST)
+    assert (wait.returncode, wait.stdout, wait.stderr) == (1, "", "")
