@@ -713,7 +713,8 @@ def test_cli_status_json_records_have_no_outcome_even_for_errors(fake: FakePorta
     fake.add_workflow(2, forbidden=True)
     records = json_lines(run(fake, "status", "1", "2", "--json").stdout)
     assert all("outcome" not in r for r in records)
-    assert records[1]["error"]["status_code"] == 403
+    error = records[1]["error"]
+    assert isinstance(error, dict) and error["status_code"] == 403
 
 
 def test_cli_without_the_cli_extra_a_bare_command_prints_the_install_hint(
