@@ -21,9 +21,11 @@ one did (FAILED, never ran, unknown disposition), 2 bad usage, 4 an error answer
 
 Output: on a terminal a table (and for ``wait`` a summary line); with ``--json``, or whenever stdout is not a
 terminal, one JSON object per workflow on stdout and the summary on stderr. ``--quiet`` silences what is meant
-for people: alone it prints nothing at all; with ``--json`` the JSON lines are still printed and stderr stays
-empty. The API key is read from ``PORTABLE_API_KEY`` only: a command-line flag would leave it in shell history
-and in ``ps`` output.
+for people, log lines included (unless ``-v`` is given too): alone it prints nothing at all, piped or not; with
+``--json`` the JSON lines are still printed and stderr stays empty. Under a live table, log lines are printed
+through its console, above it (without ``-v`` only errors: the table shows each workflow's last error).
+The API key is read from ``PORTABLE_API_KEY`` only: a command-line flag would leave it in shell history and
+in ``ps`` output.
 """
 
 from __future__ import annotations
