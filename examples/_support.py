@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
 
 from portable_wait import PollPolicy, PortableClient
@@ -17,7 +19,17 @@ def parse(description: str, default_ids: list[int]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--real", action="store_true", help="use the real API (needs PORTABLE_API_KEY)")
     parser.add_argument("ids", nargs="*", type=int, default=default_ids, help="workflow IDs")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.real:
+        require_key()
+    return args
+
+
+def require_key() -> None:
+    """Exit 2 with one line, not a traceback, when --real is asked for without PORTABLE_API_KEY."""
+    if not os.environ.get("PORTABLE_API_KEY", "").strip():
+        print("--real needs your API key in PORTABLE_API_KEY (export PORTABLE_API_KEY=...)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def poll_policy(args: argparse.Namespace) -> PollPolicy:

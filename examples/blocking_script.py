@@ -10,6 +10,8 @@ import argparse
 import contextlib
 from collections.abc import Iterator
 
+from _support import require_key
+
 from portable_wait import PollPolicy, WorkflowStatus, sync
 from portable_wait.testing import FakePortable
 
@@ -32,6 +34,8 @@ def main() -> int:
     parser.add_argument("--real", action="store_true")
     parser.add_argument("ids", nargs="*", type=int, default=[568971, 568972])
     args = parser.parse_args()
+    if args.real:
+        require_key()
     poll = PollPolicy() if args.real else PollPolicy(initial=0.05, maximum=0.3)
     with target(args.real) as (api_key, base_url):
         first = sync.wait_for_completion(args.ids[0], api_key=api_key, base_url=base_url, poll=poll, timeout=3600)

@@ -19,6 +19,7 @@ __all__ = ["Board", "Row", "plural"]
 
 # Server text can be long (a stack trace in a run's errors); a row keeps enough for the widest terminal.
 _ERROR_KEEP = 300
+_ID_LINE = 79  # the summary's list of workflows that did not succeed fits an 80-column terminal
 
 
 def plural(count: int, noun: str) -> str:
@@ -48,6 +49,7 @@ class Row:
     outcome: str = "WAITING"
     elapsed: float = 0.0
     done: bool = False
+    polling: bool = False  # a wait's last poll said the wait goes on (``PollEvent.next_delay`` is not None)
 
     @property
     def state(self) -> str:
@@ -58,8 +60,21 @@ class Row:
         if self.status is None:
             return "…"
         if self.status.lifecycle is Lifecycle.NOT_RUNNING:
-            return str(self.status.disposition.value)
+            return self.stale or str(self.status.disposition.value)
         return str(self.status.lifecycle.value)
+
+    @property
+    def stale(self) -> str | None:
+        """``waiting (last: FAILED)`` for a finished run a wait does not count (one before ``after``), else None.
+
+        The server still shows the previous run's result while the wait goes on; showing it bare would read as
+        this wait's outcome.
+        """
+        if self.done or not self.polling or self.status is None:
+            return None
+        if self.status.lifecycle is not Lifecycle.NOT_RUNNING:
+            return None
+        return f"waiting (last: {self.status.disposition.value})"
 
 
 @dataclass
@@ -76,6 +91,7 @@ class Board:
     def on_poll(self, event: PollEvent) -> None:
         row = self.rows[event.workflow_id]
         row.elapsed = event.elapsed
+        row.polling = event.next_delay is not None
         if event.status is not None:
             row.status = event.status
             row.outcome = event.status.lifecycle.value
@@ -102,11 +118,17 @@ class Board:
             row.error = _one_line(errors[0]) if errors else None
 
     def shown(self, limit: int | None) -> list[Row]:
-        """The rows to show, unfinished first, at most ``limit`` (None: all, in input order)."""
+        """The rows to show, at most ``limit`` (None: all, in input order).
+
+        Unfinished first, then finished ones that did not succeed, then the successes: when the terminal is too
+        short for every row, the final frame still shows every failure it can.
+        """
         if limit is None:
             return list(self.rows.values())
         # Refreshed four times a second: pick the rows shown without sorting every workflow.
-        return heapq.nsmallest(limit, self.rows.values(), key=lambda r: (r.done, r.workflow_id))
+        return heapq.nsmallest(
+            limit, self.rows.values(), key=lambda r: (r.done, r.outcome == "SUCCEEDED", r.workflow_id)
+        )
 
     def elapsed(self) -> float:
         """Seconds since the board was made (the wait started)."""
@@ -125,4 +147,18 @@ class Board:
         The single place it is built: anything added to the summary goes here.
         """
         parts = [f"{n:,} {name.lower()}" for name, n in sorted(self.counts().items())]
-        return f"{plural(len(self.rows), 'workflow')} in {self.elapsed():.1f}s: " + ", ".join(parts)
+        line = f"{plural(len(self.rows), 'workflow')} in {self.elapsed():.1f}s: " + ", ".join(parts)
+        unsuccessful = [r.workflow_id for r in self.rows.values() if r.done and r.outcome != "SUCCEEDED"]
+        return line if not unsuccessful else f"{line}\n{_id_list('did not succeed', unsuccessful)}"
+
+
+def _id_list(label: str, ids: list[int]) -> str:
+    """``label: 1, 5, 15`` or, past an 80-column line, ``label: 1, 5, … (7 in all)``."""
+    shown: list[str] = []
+    for wid in ids:
+        if len(f"{label}: ") + len(", ".join([*shown, str(wid)])) + len(f", … ({len(ids):,} in all)") > _ID_LINE:
+            break
+        shown.append(str(wid))
+    if len(shown) == len(ids):
+        return f"{label}: {', '.join(shown)}"
+    return f"{label}: {', '.join([*shown, '…'])} ({len(ids):,} in all)"

@@ -56,6 +56,8 @@ def _lifecycle(row: Row) -> str:
 def _disposition(row: Row) -> str:
     if row.done:
         return row.outcome
+    if row.stale:
+        return row.stale
     return row.status.disposition.value if row.status is not None else "…"
 
 
@@ -95,7 +97,8 @@ def render_board(board: Board, console: Console, *, live: bool = True, elapsed: 
             False for ``status``: every row, no summary.
         elapsed: Show the ``time`` column (seconds since the wait started, or until the workflow finished).
     """
-    limit = max(3, console.size.height - _LINES_AROUND_ROWS) if live else None
+    summary = board.summary_line()
+    limit = max(3, console.size.height - _LINES_AROUND_ROWS - summary.count("\n")) if live else None
     rows = board.shown(limit)
     now = board.elapsed()
     time_column = [_Column("time", "right", lambda r: _duration(r.elapsed if r.done else now))] if elapsed else []
@@ -126,7 +129,7 @@ def render_board(board: Board, console: Console, *, live: bool = True, elapsed: 
     parts: list[RenderableType] = [table]
     if len(rows) < len(board.rows):
         parts.append(Text(f"… and {len(board.rows) - len(rows):,} more"))
-    parts.append(Text(board.summary_line()))
+    parts.append(Text(summary))
     return Group(*parts)
 
 

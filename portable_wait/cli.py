@@ -21,9 +21,11 @@ one did (FAILED, never ran, unknown disposition), 2 bad usage, 4 an error answer
 
 Output: on a terminal a table (and for ``wait`` a summary line); with ``--json``, or whenever stdout is not a
 terminal, one JSON object per workflow on stdout and the summary on stderr. ``--quiet`` silences what is meant
-for people: alone it prints nothing at all; with ``--json`` the JSON lines are still printed and stderr stays
-empty. The API key is read from ``PORTABLE_API_KEY`` only: a command-line flag would leave it in shell history
-and in ``ps`` output.
+for people, log lines included (unless ``-v`` is given too): alone it prints nothing at all, piped or not; with
+``--json`` the JSON lines are still printed and stderr stays empty. Under a live table, log lines are printed
+through its console, above it (without ``-v`` only errors: the table shows each workflow's last error).
+The API key is read from ``PORTABLE_API_KEY`` only: a command-line flag would leave it in shell history and
+in ``ps`` output.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO
@@ -68,6 +70,7 @@ _DEMO_POLL = PollPolicy(initial=0.5, maximum=3.0, multiplier=1.5, jitter=0.2, ou
 _MAX_PORT = 65_535
 _MAX_WORKFLOWS = 100_000
 _NOW_LOOK_BACK = 10.0
+_LISTED_IDS = 10  # fake-server lists this many IDs in its `wait` line; more become $(seq 1 N)
 """Seconds before the command started that ``--after now`` stands for (see `_parse_after`)."""
 
 
@@ -78,16 +81,20 @@ class _UsageError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser, commands = _parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
-        return int(exc.code or 0)
+    words = sys.argv[1:] if argv is None else list(argv)
     try:
         import rich  # noqa: F401  # the tables need it; checked before any work so no command fails halfway
     except ImportError:
-        print(f"portable-wait: the command line needs the 'cli' extra: {INSTALL_CLI}", file=sys.stderr)
-        return EXIT_USAGE
-    _configure_logging(args.verbose)
+        # Before parsing, so a bare `portable-wait` says what is missing rather than "COMMAND is required";
+        # --help and --version still work.
+        if not {"-h", "--help", "--version"} & set(words):
+            print(f"portable-wait: the command line needs the 'cli' extra: {INSTALL_CLI}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        args = parser.parse_args(words)
+    except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
+        return int(exc.code or 0)
+    _configure_logging(args.verbose, quiet=getattr(args, "quiet", False))
     try:
         if args.command == "fake-server":
             return _run(_fake_server(args))
@@ -156,7 +163,8 @@ def _share(text: str) -> float:
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
         prog="portable-wait",
-        description="Wait for Portable data-integration workflows to finish.",
+        description="Wait for Portable data-integration workflows to finish. "
+        f"Needs the 'cli' extra: {INSTALL_CLI} (from a clone: pip install '.[cli]').",
         epilog=f"The API key is read from {API_KEY_ENV}, the API's address from {BASE_URL_ENV} (or --base-url). "
         "Exit status: 0 all succeeded, 1 a workflow did not succeed, 2 bad usage, 3 timed out, "
         "4 API/auth/network error, 130 interrupted.",
@@ -165,7 +173,14 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="count", default=0, help="log retries (-v) and every poll (-vv)")
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log retries (-v) and every poll (-vv). Without it, warnings go to stderr, but under a live table "
+        "only errors show (the table has each workflow's last error); log lines print above the table",
+    )
     common.add_argument(
         "--json",
         action="store_true",
@@ -175,7 +190,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "--quiet",
         "-q",
         action="store_true",
-        help="nothing for people: no table, no summary; with --json only the JSON lines",
+        help="nothing for people: no table, no summary, no log lines (unless -v is given too); "
+        "with --json only the JSON lines",
     )
 
     api = argparse.ArgumentParser(add_help=False)
@@ -357,15 +373,73 @@ def _parse_after(text: str | None) -> datetime | None:
     return when if when.tzinfo is not None else when.astimezone()
 
 
-def _configure_logging(verbosity: int) -> None:
-    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    handler.addFilter(RedactingFilter())  # also covers records of child loggers, which skip the logger's filter
+class _LogHandler(logging.Handler):
+    """Write the library's log lines to stderr, or, while a live table is up, through its console.
+
+    A line written straight to the terminal under a rich ``Live`` display leaves stale copies of the table
+    stacked on screen; printed through the live console, it goes above the table, which is redrawn below it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        self.addFilter(RedactingFilter())  # also covers records of child loggers, which skip the logger's filter
+        self.console: Console | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            if self.console is None:
+                print(line, file=sys.stderr, flush=True)  # looked up now: the redacting stream while running
+            else:
+                from rich.text import Text
+
+                style = (
+                    "red" if record.levelno >= logging.ERROR else "yellow" if record.levelno >= logging.WARNING else ""
+                )
+                self.console.print(Text(line, style=style))
+        except Exception:
+            self.handleError(record)
+
+
+_SILENT = logging.CRITICAL + 1
+
+
+def _configure_logging(verbosity: int, *, quiet: bool = False) -> _LogHandler:
+    """Send the ``portable_wait`` logger's records to one `_LogHandler`, at the level the flags ask for.
+
+    No ``-v``: warnings (a retry that ran out, a poll that failed but the wait goes on) on plain stderr; while a
+    live table is up only errors, since the table already shows each workflow's last error (see `_wait`).
+    ``-v`` adds each retry, ``-vv`` each poll. ``--quiet`` silences the log too, unless ``-v`` is also given:
+    asking for the log explicitly wins.
+    """
+    if quiet and verbosity == 0:
+        level = _SILENT
+    else:
+        level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    handler = _LogHandler()
     logger = logging.getLogger("portable_wait")
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
+    return handler
+
+
+@contextlib.contextmanager
+def _logging_through(console: Console, *, verbosity: int) -> Iterator[None]:
+    """While a live table is shown on ``console``, print log lines through it; without ``-v``, errors only."""
+    handlers = [h for h in logging.getLogger("portable_wait").handlers if isinstance(h, _LogHandler)]
+    saved = [(h.console, h.level) for h in handlers]
+    for handler in handlers:
+        handler.console = console
+        if verbosity == 0:
+            handler.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for handler, (previous, level) in zip(handlers, saved, strict=True):
+            handler.console = previous
+            handler.setLevel(level)
 
 
 # -- running ------------------------------------------------------------------------------------------------
@@ -420,10 +494,9 @@ def _console(file: TextIO) -> Console:
 def _stats_line(stats: ClientStats) -> str:
     """The client's part of the final summary: requests, 429s, retries and mean detection lag."""
     lag = "n/a" if stats.detection_lag_mean is None else f"{stats.detection_lag_mean:.1f}s"
-    return (
-        f"{stats.requests} requests ({stats.rate_limited} answered 429), {stats.retries} retries, "
-        f"detection lag mean {lag}"
-    )
+    retries = f"{stats.retries:,} {'retry' if stats.retries == 1 else 'retries'}"
+    requests = f"{plural(stats.requests, 'request')} ({stats.rate_limited:,} answered 429)"
+    return f"{requests}, {retries}, detection lag mean {lag}"
 
 
 async def _wait(
@@ -458,9 +531,10 @@ async def _wait(
         vertical_overflow="crop",
     )
     show_live = human and not json_mode
-    async with client:
+    async with client, contextlib.AsyncExitStack() as stack:
         if show_live:
             live.start()
+            stack.enter_context(_logging_through(live.console, verbosity=args.verbose))
         try:
             async with contextlib.aclosing(
                 as_completed(client, ids, timeout=args.timeout, poll=poll, after=after, on_poll=board.on_poll)
@@ -476,13 +550,14 @@ async def _wait(
             if show_live:
                 live.stop()
     if human:
+        # Summary first, then the client's figures, in every mode (the live table already ends with the summary).
+        if interrupted:
+            print(f"interrupted: {board.summary_line()}", file=sys.stderr)
+        elif json_mode:
+            print(board.summary_line(), file=sys.stderr)
         print(_stats_line(client.stats()), file=sys.stderr if json_mode else out)
     if interrupted:
-        if human:
-            print(f"interrupted: {board.summary_line()}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if json_mode and human:
-        print(board.summary_line(), file=sys.stderr)  # the live table already ends with it
     code = _exit_code(list(outcomes.values()))
     if verify is None:
         return code
@@ -498,12 +573,13 @@ async def _status(args: argparse.Namespace, client: PortableClient) -> int:
         if isinstance(answer, BaseException) and not isinstance(answer, PortableError):
             raise answer
         results.append(answer)
-    json_mode = args.json or not sys.stdout.isatty()
+    json_mode = args.json or (not sys.stdout.isatty() and not args.quiet)  # as `_wait`: --quiet alone prints nothing
     if json_mode:
         for wid, result in zip(ids, results, strict=True):
             record = outcome_to_json(wid, result)
-            if isinstance(result, WorkflowStatus):
-                del record["outcome"]  # a one-shot status is not an outcome: the run may still be going
+            # A one-shot status is not an outcome: the run may still be going. An answer that was an error says
+            # so in its "error" object, so no record carries "outcome".
+            del record["outcome"]
             print(json.dumps(record), flush=True)
     elif not args.quiet:
         from ._table import render_board
@@ -595,9 +671,11 @@ async def _demo(args: argparse.Namespace, plan: _DemoPlan) -> int:
         if not args.quiet:
             faults = [f"a {plan.outage:g} s outage at {plan.outage_start:g} s"] if plan.outage else []
             faults += [f"{plan.fault_rate:.0%} random 503s"] if plan.fault_rate else []
+            # Two short lines: one would wrap on an 80-column terminal.
+            print(f"demo: a fake Portable at {fake.base_url}", file=sys.stderr)
             print(
-                f"demo: {plural(len(ids), 'workflow')} of up to {plan.max_duration:g} s on a fake Portable at "
-                f"{fake.base_url}; {plural(len(failing), 'failure')}; {', '.join(faults) or 'no faults'}",
+                f"demo: {plural(len(ids), 'workflow')} of up to {plan.max_duration:g} s; "
+                f"{plural(len(failing), 'failure')}; {', '.join(faults) or 'no faults'}",
                 file=sys.stderr,
             )
         args.workflow_ids = ids
@@ -623,10 +701,9 @@ def _check_demo(
     wrong = [wid for wid, name in expected.items() if wid not in outcomes or outcome_name(outcomes[wid]) != name]
     if not quiet:
         failures = sum(1 for name in expected.values() if name != "SUCCEEDED")
-        ridden = f", {plural(faults, 'faulty answer')} ridden out" if faults else ""
+        ridden = f"; {plural(faults, 'fault')} ridden out" if faults else ""
         message = (
-            f"demo: all {len(expected)} outcomes match what the fake server scripted "
-            f"({plural(failures, 'failure')}{ridden})"
+            f"demo: all {len(expected)} outcomes match the script ({plural(failures, 'failure')}{ridden})"
             if not wrong
             else f"demo: outcomes differ from the script for workflows {wrong}"
         )
@@ -643,13 +720,18 @@ async def _fake_server(args: argparse.Namespace) -> int:
     try:
         await fake.start()
     except OSError as exc:
-        raise _UsageError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}") from None
+        hint = "; --port 0 picks a free one" if args.port else ""
+        raise _UsageError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}{hint}") from None
     ids = fake.populate(args.workflows, first_id=1)
     span = f"workflow {ids[0]}" if len(ids) == 1 else f"workflows {ids[0]}..{ids[-1]}"
+    # Every line fits 80 columns, so it can be copied whole; the IDs are the ones served (1..N).
+    every = " ".join(map(str, ids)) if len(ids) <= _LISTED_IDS else f"$(seq {ids[0]} {ids[-1]})"
     print(f"fake Portable API at {fake.base_url} with {span}")
-    print(f"  export {API_KEY_ENV}={key} {BASE_URL_ENV}={fake.base_url}")
-    print(f"  curl -H 'Authorization: Bearer {key}' {fake.base_url}/v2/workflows/{ids[0]}/status")
-    print(f"  portable-wait wait {' '.join(str(i) for i in dict.fromkeys((ids[0], ids[-1])))}")
+    print(f"  export {API_KEY_ENV}={key}")
+    print(f"  export {BASE_URL_ENV}={fake.base_url}")
+    print(f'  curl -H "Authorization: Bearer ${API_KEY_ENV}" \\')
+    print(f'       "${BASE_URL_ENV}/v2/workflows/{ids[0]}/status"')
+    print(f"  portable-wait wait {every}")
     print("Ctrl-C stops it.", flush=True)
     try:
         await asyncio.Event().wait()

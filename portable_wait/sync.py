@@ -9,8 +9,9 @@ use the async functions instead: these raise ``RuntimeError`` there rather than 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Literal, TypeVar, overload
 
 from ._client import PortableClient
@@ -18,9 +19,9 @@ from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_R
 from ._fanout import wait_for_many as _wait_for_many
 from ._hub import Outcome
 from ._models import WorkflowStatus
-from ._polling import WaitKwargs, WaitOptions
+from ._polling import WAIT_KEYWORDS, WaitKwargs, WaitOptions
 from ._polling import wait_for_completion as _wait_for_completion
-from ._validate import check_workflow_id, unique_workflow_ids
+from ._validate import check_keywords, check_workflow_id, unique_workflow_ids
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -57,7 +58,7 @@ def wait_for_completion(
         The errors of `portable_wait.wait_for_completion`.
     """
     wid = check_workflow_id(workflow_id)
-    WaitOptions.from_kwargs(wait_kwargs, "wait_for_completion")  # fail on a bad keyword here, not in the loop
+    _check_wait_kwargs(wait_kwargs, wait_for_completion)
     client = PortableClient(api_key, base_url=base_url, request_timeout=request_timeout, retry=retry)
 
     async def main() -> WorkflowStatus:
@@ -119,7 +120,7 @@ def wait_for_many(
         ExceptionGroup: As `portable_wait.wait_for_many`, without ``return_exceptions``.
     """
     ids = unique_workflow_ids(workflow_ids)
-    WaitOptions.from_kwargs(wait_kwargs, "wait_for_many")  # fail on a bad keyword here, not inside the loop
+    _check_wait_kwargs(wait_kwargs, wait_for_many)
     client = PortableClient(
         api_key,
         base_url=base_url,
@@ -157,6 +158,17 @@ def get_workflow_status(
             return await client.get_workflow_status(wid)
 
     return _run(main(), "get_workflow_status")
+
+
+def _check_wait_kwargs(wait_kwargs: WaitKwargs, function: Callable[..., object]) -> None:
+    """Fail on a bad keyword here, not inside the loop; name every keyword ``function`` accepts.
+
+    ``**wait_kwargs`` holds only what the named parameters did not take, so the accepted names are the wait's
+    and ``function``'s own keyword-only ones (read from its signature, so the list cannot drift from it).
+    """
+    own = {p.name for p in inspect.signature(function).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    check_keywords(wait_kwargs, WAIT_KEYWORDS | own, function.__name__)
+    WaitOptions.from_kwargs(wait_kwargs, function.__name__)
 
 
 def _run(coro: Coroutine[Any, Any, T], name: str) -> T:

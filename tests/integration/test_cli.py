@@ -324,12 +324,15 @@ def test_cli_fake_server_prints_how_to_use_it() -> None:
         text=True,
     )
     assert proc.stdout is not None
-    lines = [proc.stdout.readline() for _ in range(4)]
+    lines = [proc.stdout.readline() for _ in range(7)]
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert "fake Portable API at http://127.0.0.1:" in lines[0]
-    assert "PORTABLE_API_KEY=" in lines[1] and "curl -H 'Authorization: Bearer" in lines[2]
+    assert "export PORTABLE_API_KEY=" in lines[1] and "export PORTABLE_BASE_URL=" in lines[2]
+    assert 'curl -H "Authorization: Bearer $PORTABLE_API_KEY"' in lines[3]
+    assert lines[5].strip() == "portable-wait wait 1 2"  # the IDs it serves
+    assert all(len(line.rstrip("\n")) <= 80 for line in lines)
 
 
 def test_cli_live_table_renders_rows_and_summary() -> None:
@@ -411,7 +414,7 @@ def test_cli_live_table_at_80_columns_shows_whole_headers_values_and_one_line_er
     assert not re.search(r"[A-Z_]+…", body)  # nothing like NOT_RU… or SUCCEE…
     error_lines = [line for line in lines if "destination" in line or "schema" in line]
     assert len(error_lines) == 1 and error_lines[0].endswith("…")
-    assert len(lines) == 2 + 5 + 1  # header, rule, five rows, summary: no wrapped lines
+    assert len(lines) == 2 + 5 + 2  # header, rule, five rows, summary and its failed IDs: no wrapped lines
 
 
 def test_cli_live_table_at_150_columns_shows_every_column() -> None:
@@ -432,7 +435,7 @@ def test_cli_live_table_at_150_columns_shows_every_column() -> None:
     assert any("NOT_RUNNING" in line and "SUCCEEDED" in line for line in lines)
     error_line = next(line for line in lines if "destination" in line)
     assert len(error_line) > 140 and error_line.endswith("…")  # a wide terminal shows more of the error
-    assert len(lines) == 2 + 5 + 1
+    assert len(lines) == 2 + 5 + 2
 
 
 def test_cli_live_table_fits_24_lines() -> None:
@@ -552,3 +555,196 @@ def test_cli_table_without_errors_keeps_more_columns_at_80() -> None:
     board.rows[568973].error = None
     header = _render(board, 80)[0].split()
     assert header == ["workflow", "state", "extracted", "analyzed", "loaded", "time", "last", "error"]
+
+
+# -- a new user's first hour ----------------------------------------------------------------------------------
+
+
+def _wait_on_a_terminal(
+    fake: FakePortable, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
+    """Run ``wait`` in-process with stdout an 80x24 terminal; return (exit status, screen text, stderr)."""
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stdout", screen)
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LINES", "24")
+    code = in_process(monkeypatch, fake, "wait", *args)
+    return code, _terminal_text(screen), capsys.readouterr().err
+
+
+def test_cli_live_table_prints_log_lines_through_its_console_not_stderr(
+    fake: FakePortable, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.add_workflow(1, running=0.3)
+    fake.add_fault("503", workflow_id=1, times=4)  # the first poll fails after every retry; the wait goes on
+    code, screen, err = _wait_on_a_terminal(fake, monkeypatch, capsys, "1", "-v", *FAST)
+    assert code == 0
+    assert err == ""  # written beside the live table, a line on stderr corrupts it
+    lines = screen.splitlines()
+    retry = next(i for i, line in enumerate(lines) if "retry 1 of 3" in line)
+    still = next(i for i, line in enumerate(lines) if "still polling" in line)
+    summary = max(i for i, line in enumerate(lines) if line.startswith("1 workflow in "))
+    assert retry < still < summary  # above the final table
+
+
+def test_cli_live_table_without_v_shows_no_warnings(
+    fake: FakePortable, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.add_workflow(1, running=0.3)
+    fake.add_fault("503", workflow_id=1, times=4)
+    code, screen, err = _wait_on_a_terminal(fake, monkeypatch, capsys, "1", *FAST)
+    assert code == 0 and err == ""
+    assert "WARNING" not in screen and "still polling" not in screen  # the table's last error tells it
+    assert "1 succeeded" in screen
+
+
+def test_cli_json_keeps_warnings_as_plain_stderr_lines(fake: FakePortable) -> None:
+    fake.add_workflow(1, running=0.3)
+    fake.add_fault("503", workflow_id=1, times=4)
+    result = run(fake, "wait", "1", "--json", *FAST)
+    assert result.returncode == 0
+    assert re.search(r"^\d\d:\d\d:\d\d WARNING workflow 1: poll 1 failed", result.stderr, re.MULTILINE)
+    assert "\x1b[" not in result.stderr
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_cli_quiet_silences_warnings(
+    json_flag: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    args = ("wait", "1", "--quiet", "--timeout", "1", "--base-url", url, *json_flag, *FAST)
+    code = in_process(monkeypatch, None, *args, env={"PORTABLE_API_KEY": "k" * 20})
+    out, err = capsys.readouterr()
+    assert code in (3, 4) and err == ""
+    assert (out == "") if not json_flag else (json_lines(out)[0]["workflow_id"] == 1)
+
+
+def test_cli_quiet_with_v_still_logs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    args = ("wait", "1", "--quiet", "-v", "--timeout", "1", "--base-url", url, *FAST)
+    in_process(monkeypatch, None, *args, env={"PORTABLE_API_KEY": "k" * 20})
+    out, err = capsys.readouterr()
+    assert out == "" and "retry 1 of 3" in err  # -v asks for the log explicitly
+
+
+def test_cli_status_quiet_piped_prints_nothing_like_wait(fake: FakePortable) -> None:
+    fake.add_workflow(1, running=0.05, outcome="FAILED")
+    time.sleep(0.1)
+    status = run(fake, "status", "1", "--quiet")  # stdout is a pipe
+    assert (status.returncode, status.stdout, status.stderr) == (1, "", "")
+    wait = run(fake, "wait", "1", "--quiet", *FAST)
+    assert (wait.returncode, wait.stdout, wait.stderr) == (1, "", "")
+
+
+def _status(wid: int, lifecycle: str, disposition: str) -> WorkflowStatus:
+    return WorkflowStatus.model_validate({"id": wid, "lifecycle": lifecycle, "disposition": disposition})
+
+
+def test_cli_final_table_at_80x24_shows_failures_first_and_lists_their_ids() -> None:
+    ids = list(range(1, 41))
+    failed = [1, 5, 15, 22, 30, 38, 40]
+    board = Board(ids)
+    for wid in ids:
+        disposition = "FAILED" if wid in failed else "SUCCEEDED"
+        outcome = _status(wid, "NOT_RUNNING", disposition)
+        board.finish(wid, WorkflowFailedError(outcome) if wid in failed else outcome)
+    lines = _render(board, 80, height=24)
+    assert len(lines) < 24 and all(len(line) <= 80 for line in lines)
+    rows = [line for line in lines if re.match(r"^\s+\d+\s", line)]
+    assert [int(r.split()[0]) for r in rows if "FAILED" in r] == failed  # every failure shown, first
+    assert "7 failed, 33 succeeded" in lines[-2]
+    assert lines[-1] == "did not succeed: 1, 5, 15, 22, 30, 38, 40"
+
+
+def test_cli_summary_caps_the_ids_that_did_not_succeed_to_one_line() -> None:
+    ids = list(range(568_900, 568_940))
+    board = Board(ids)
+    for wid in ids:
+        board.finish(wid, WorkflowFailedError(_status(wid, "NOT_RUNNING", "FAILED")))
+    listed = board.summary_line().splitlines()[1]
+    assert listed.startswith("did not succeed: 568900, 568901, ") and listed.endswith(", … (40 in all)")
+    assert len(listed) <= 80
+
+
+def test_cli_state_of_a_stale_result_while_waiting_after() -> None:
+    board = Board([1, 2])
+    board.on_poll(PollEvent(1, 1, _status(1, "NOT_RUNNING", "FAILED"), 0.1, 0.5))  # before --after: goes on
+    board.on_poll(PollEvent(2, 1, _status(2, "RUNNING", "NONE"), 0.1, 0.5))
+    narrow = "\n".join(_render(board, 80))
+    assert "waiting (last: FAILED)" in narrow and not re.search(r"\bFAILED\b(?!\))", narrow)
+    wide = "\n".join(_render(board, 150))
+    assert "waiting (last: FAILED)" in wide
+    board.finish(1, WorkflowFailedError(_status(1, "NOT_RUNNING", "FAILED")))
+    assert "waiting (last" not in "\n".join(_render(board, 80))  # once it is the outcome, it is shown as one
+
+
+def test_cli_wait_after_shows_the_old_result_as_waiting_in_the_live_table(
+    fake: FakePortable, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.add_workflow(1, start=False, previous="FAILED")
+    code, screen, _ = _wait_on_a_terminal(fake, monkeypatch, capsys, "1", "--after", "now", "--timeout", "0.5", *FAST)
+    assert code == 3
+    assert "waiting (last: FAILED)" in screen
+
+
+def test_cli_stats_line_is_singular_and_follows_the_summary_in_every_mode(
+    fake: FakePortable, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.add_workflow(1, running=0.01)
+    time.sleep(0.05)  # over before the wait starts: one request
+    piped = run(fake, "wait", "1", "--json", *FAST)
+    err = piped.stderr.splitlines()
+    assert err[0].startswith("1 workflow in ") and err[1].startswith("1 request (0 answered 429), 0 retries,")
+    code, screen, _ = _wait_on_a_terminal(fake, monkeypatch, capsys, "1", *FAST)
+    tail = [line for line in screen.splitlines() if line.strip()][-2:]
+    assert code == 0 and tail[0].startswith("1 workflow in ") and tail[1].startswith("1 request (")
+
+
+def test_cli_status_json_records_have_no_outcome_even_for_errors(fake: FakePortable) -> None:
+    fake.add_workflow(1, running=60)
+    fake.add_workflow(2, forbidden=True)
+    records = json_lines(run(fake, "status", "1", "2", "--json").stdout)
+    assert all("outcome" not in r for r in records)
+    error = records[1]["error"]
+    assert isinstance(error, dict) and error["status_code"] == 403
+
+
+def test_cli_without_the_cli_extra_a_bare_command_prints_the_install_hint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "rich", None)  # `import rich` raises ImportError
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'portable-wait[cli]'" in err and "required" not in err
+    assert main(["--help"]) == 0
+    assert "portable-wait[cli]" in capsys.readouterr().out
+
+
+def test_cli_fake_server_on_a_taken_port_suggests_port_0(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert in_process(monkeypatch, None, "fake-server", "--port", str(port)) == 2
+    assert "--port 0" in capsys.readouterr().err
+
+
+def test_cli_demo_lines_fit_80_columns() -> None:
+    result = run(None, "demo", "--workflows", "3", "--max-duration", "0.5", "--outage", "0.2", "--seed", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    ours = [line for line in result.stderr.splitlines() if not re.match(r"\d\d:\d\d:\d\d ", line)]  # not the log's
+    assert any(line.startswith("demo: all 3 outcomes match") for line in ours)
+    assert all(len(line) <= 80 for line in ours)
+    assert result.stderr.startswith("demo: a fake Portable at http://127.0.0.1:")
