@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import subprocess
 import sys
@@ -260,6 +261,7 @@ def run_stray() -> list[str]:
 
 
 def run() -> dict[str, Any]:
+    load_start = os.getloadavg()[0]
     stray_lines = run_stray()
     limit50 = scenario("limited", workflows=1000, run=(30.0, 30.0), limits="0:50", timeout=90)
     moving = scenario("limited", workflows=1000, run=(50.0, 50.0), limits="0:100,15:25,30:100", timeout=110)
@@ -320,8 +322,10 @@ def run() -> dict[str, Any]:
         "",
         "![allowed vs accepted rate over time](img/pacing.png)",
         "",
-        "The machine's 2 cores are shared with other jobs; load average during the measured run was about 1. "
-        "Command: `python -m benchmarks pacing` (about 8 minutes).",
+        f"The machine's 2 cores are shared with other jobs; the 1-minute load average was {load_start:.1f} when "
+        f"this run started and {os.getloadavg()[0]:.1f} when it ended (a busy machine lowers the accepted rates "
+        "a little: the client and the server compete for the cores). Command: `python -m benchmarks pacing` "
+        "(about 8 minutes).",
     ]
     write_section("6-pacing", "\n".join(lines))
     return {"limit50": acc50, "moving": back}
