@@ -24,10 +24,6 @@ from portable_wait import (
 )
 from portable_wait.testing import FakePortable, RequestRecord
 
-# Under pytest-xdist (--dist loadgroup) these CPU-heavy soak and rate tests share one worker, so that two of them
-# never compete for the two cores and skew the rates and 429 counts they measure.
-pytestmark = pytest.mark.xdist_group("soak")
-
 SOAK_POLL = PollPolicy(initial=0.2, maximum=1.0, multiplier=1.5, jitter=0.3, outage_tolerance=20)
 SOAK_RETRY = RetryPolicy(attempts=4, initial=0.01, maximum=0.1, retry_after_cap=1.0)
 
