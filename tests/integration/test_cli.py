@@ -1,4 +1,5 @@
-"""The portable-wait command, run as a subprocess against the fake server."""
+"""The portable-wait command against the fake server: in this process through main() (the `cli` fixture), and as a
+real subprocess where a process is the point (the entry point's exit status, Ctrl-C, a key kept out of its output)."""
 
 from __future__ import annotations
 
@@ -24,14 +25,7 @@ from portable_wait._table import render_board
 from portable_wait.cli import _demo_plan, _parser, main
 from portable_wait.testing import FakePortable
 
-FAST = ["--poll-initial", "0.01", "--poll-max", "0.05"]
-
-
-@pytest.fixture
-def fake() -> Iterator[FakePortable]:
-    server = FakePortable()
-    with server.run_in_thread():
-        yield server
+from .conftest import FAST, RunCli
 
 
 @pytest.fixture(autouse=True)
@@ -57,14 +51,31 @@ def in_process(
     return main(list(args))
 
 
-def run(
-    fake: FakePortable | None, *args: str, key: bool = True, timeout: float = 30
-) -> subprocess.CompletedProcess[str]:
+def child_env(fake: FakePortable | None, *, key: bool = True) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORTABLE_")}
     if fake is not None:
         env["PORTABLE_BASE_URL"] = fake.base_url
         if key:
             env["PORTABLE_API_KEY"] = fake.api_key
+    return env
+
+
+def start(fake: FakePortable, *args: str) -> subprocess.Popen[str]:
+    """Start the real command in its own process, for a test that acts on it while it runs."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "portable_wait", *args],
+        env=child_env(fake),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run(
+    fake: FakePortable | None, *args: str, key: bool = True, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run the real command in its own process, to its end."""
+    env = child_env(fake, key=key)
     return subprocess.run(
         [sys.executable, "-m", "portable_wait", *args],
         env=env,
@@ -82,15 +93,7 @@ def json_lines(stdout: str) -> list[dict[str, object]]:
 def test_cli_wait_all_succeeded_exits_0_with_json_lines(fake: FakePortable) -> None:
     fake.add_workflow(1, running=math.inf)  # finished below, once workflow 2's end has been seen
     fake.add_workflow(2, running=0.05)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTABLE_")}
-    env.update(PORTABLE_API_KEY=fake.api_key, PORTABLE_BASE_URL=fake.base_url)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "portable_wait", "wait", "1", "2", "--json", *FAST],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start(fake, "wait", "1", "2", "--json", *FAST)
     deadline = time.monotonic() + 30
     while not any(r.lifecycle == "NOT_RUNNING" for r in fake.requests_for(2)) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -103,35 +106,35 @@ def test_cli_wait_all_succeeded_exits_0_with_json_lines(fake: FakePortable) -> N
     assert records[0]["records"] == {"extracted": 1250, "analyzed": 1250, "loaded": 1250}
 
 
-def test_cli_not_a_terminal_means_json(fake: FakePortable) -> None:
+def test_cli_not_a_terminal_means_json(fake: FakePortable, cli: RunCli) -> None:
     fake.add_workflow(1, running=0.05)
-    result = run(fake, "wait", "1", *FAST)
+    result = cli(fake, "wait", "1", *FAST)
     assert result.returncode == 0
     assert json_lines(result.stdout)[0]["workflow_id"] == 1
 
 
-def test_cli_failed_exits_1_with_errors(fake: FakePortable) -> None:
+def test_cli_failed_exits_1_with_errors(fake: FakePortable, cli: RunCli) -> None:
     fake.add_workflow(1, running=0.05)
     fake.add_workflow(2, running=0.05, outcome="FAILED", errors=["warehouse suspended"])
-    result = run(fake, "wait", "1", "2", "--json", *FAST)
+    result = cli(fake, "wait", "1", "2", "--json", *FAST)
     assert result.returncode == 1
     failed = next(r for r in json_lines(result.stdout) if r["workflow_id"] == 2)
     assert failed["outcome"] == "FAILED"
     assert "warehouse suspended" in failed["errors"]  # type: ignore[operator]
 
 
-def test_cli_timeout_exits_3(fake: FakePortable) -> None:
+def test_cli_timeout_exits_3(fake: FakePortable, cli: RunCli) -> None:
     fake.add_workflow(1, running=60)
     fake.add_workflow(2, running=0.05, outcome="FAILED")
-    result = run(fake, "wait", "1", "2", "--timeout", "0.3", "--json", *FAST)
+    result = cli(fake, "wait", "1", "2", "--timeout", "0.3", "--json", *FAST)
     assert result.returncode == 3
     outcomes = {r["workflow_id"]: r["outcome"] for r in json_lines(result.stdout)}
     assert outcomes == {1: "TIMEOUT", 2: "FAILED"}
 
 
-def test_cli_api_error_exits_4(fake: FakePortable) -> None:
+def test_cli_api_error_exits_4(fake: FakePortable, cli: RunCli) -> None:
     fake.add_workflow(1, running=60)
-    result = run(fake, "wait", "1", "404", "--timeout", "0.3", "--json", *FAST)
+    result = cli(fake, "wait", "1", "404", "--timeout", "0.3", "--json", *FAST)
     assert result.returncode == 4
     missing = next(r for r in json_lines(result.stdout) if r["workflow_id"] == 404)
     assert missing["error"] == {
@@ -174,23 +177,17 @@ def test_cli_bad_key_exits_4_without_showing_it(fake: FakePortable) -> None:
         ["frobnicate"],
     ],
 )
-def test_cli_bad_usage_exits_2(fake: FakePortable, args: list[str]) -> None:
-    result = run(fake, *args)
+def test_cli_bad_usage_exits_2(fake: FakePortable, args: list[str], cli: RunCli) -> None:
+    result = cli(fake, *args)
     assert result.returncode == 2
     assert result.stderr.strip()
     assert result.stdout == ""
 
 
-def test_cli_missing_key_exits_2_naming_the_variable(fake: FakePortable) -> None:
-    result = run(fake, "wait", "1", key=False)
-    assert result.returncode == 2
-    assert "PORTABLE_API_KEY" in result.stderr
-
-
-def test_cli_status_one_shot(fake: FakePortable) -> None:
+def test_cli_status_one_shot(fake: FakePortable, cli: RunCli) -> None:
     fake.add_workflow(1, running=60)
     fake.add_workflow(2, start=False, previous="FAILED")
-    result = run(fake, "status", "1", "2", "--json")
+    result = cli(fake, "status", "1", "2", "--json")
     records = {r["workflow_id"]: r for r in json_lines(result.stdout)}
     assert records[1]["lifecycle"] == "RUNNING"
     assert records[2]["disposition"] == "FAILED"
@@ -225,10 +222,10 @@ def test_cli_status_exit_codes(
     assert len(json_lines(capsys.readouterr().out)) == len(ids)  # captured stdout is not a terminal: JSON
 
 
-def test_cli_status_piped_is_json_lines_without_elapsed(fake: FakePortable) -> None:
+def test_cli_status_piped_is_json_lines_without_elapsed(fake: FakePortable, cli: RunCli) -> None:
     fake.add_workflow(1, running=60)
     fake.add_workflow(2, start=False, previous="FAILED")
-    result = run(fake, "status", "1", "2")  # no --json: stdout is a pipe
+    result = cli(fake, "status", "1", "2")  # no --json: stdout is a pipe
     records = json_lines(result.stdout)
     assert [r["workflow_id"] for r in records] == [1, 2]
     assert all("elapsed" not in r for r in records)
@@ -269,30 +266,22 @@ def test_cli_status_on_a_terminal_is_a_table_fitting_80_columns(
     assert "RUNNING" in running
 
 
-def test_cli_quiet_prints_nothing(fake: FakePortable) -> None:
+def test_cli_quiet_prints_nothing(fake: FakePortable, cli: RunCli) -> None:
     fake.add_workflow(1, running=0.05, outcome="FAILED")
-    result = run(fake, "wait", "1", "--quiet", *FAST)
+    result = cli(fake, "wait", "1", "--quiet", *FAST)
     assert (result.returncode, result.stdout, result.stderr) == (1, "", "")
 
 
-def test_cli_after_now_waits_for_the_new_run(fake: FakePortable) -> None:
+def test_cli_after_now_waits_for_the_new_run(fake: FakePortable, cli: RunCli) -> None:
     fake.add_workflow(1, start=False, previous="FAILED")
-    result = run(fake, "wait", "1", "--after", "now", "--timeout", "0.5", "--json", *FAST)
+    result = cli(fake, "wait", "1", "--after", "now", "--timeout", "0.5", "--json", *FAST)
     assert result.returncode == 3  # the stale FAILED is not taken for the new run
 
 
 def test_cli_ctrl_c_stops_cleanly_with_summary(fake: FakePortable) -> None:
     fake.add_workflow(1, running=60)
     fake.add_workflow(2, running=0.05)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTABLE_")}
-    env.update(PORTABLE_API_KEY=fake.api_key, PORTABLE_BASE_URL=fake.base_url)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "portable_wait", "wait", "1", "2", "--json", *FAST],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start(fake, "wait", "1", "2", "--json", *FAST)
     deadline = time.monotonic() + 20
     while len(fake.requests_for(1)) < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -307,10 +296,8 @@ def test_cli_ctrl_c_stops_cleanly_with_summary(fake: FakePortable) -> None:
     assert len(fake.requests) == count
 
 
-def test_cli_demo_runs_and_checks_itself() -> None:
-    result = run(
-        None, "demo", "--workflows", "4", "--max-duration", "1", "--outage", "0", "--seed", "3", "--json", timeout=60
-    )
+def test_cli_demo_runs_and_checks_itself(cli: RunCli) -> None:
+    result = cli(None, "demo", "--workflows", "4", "--max-duration", "1", "--outage", "0", "--seed", "3", "--json")
     assert result.returncode == 0, result.stderr
     assert len(json_lines(result.stdout)) == 4
     assert "all 4 outcomes match" in result.stderr
@@ -510,12 +497,12 @@ def test_cli_fake_server_bad_arguments_exit_2_with_a_message(
     assert f"portable-wait fake-server: error: argument {args[0]}: expected an integer from" in err
 
 
-def test_cli_json_quiet_prints_json_and_nothing_on_stderr(fake: FakePortable) -> None:
+def test_cli_json_quiet_prints_json_and_nothing_on_stderr(fake: FakePortable, cli: RunCli) -> None:
     fake.add_workflow(1, running=0.05, outcome="FAILED")
-    result = run(fake, "wait", "1", "--json", "--quiet", *FAST)
+    result = cli(fake, "wait", "1", "--json", "--quiet", *FAST)
     assert result.returncode == 1 and result.stderr == ""
     assert json_lines(result.stdout)[0]["outcome"] == "FAILED"
-    status = run(fake, "status", "1", "--json", "--quiet")
+    status = cli(fake, "status", "1", "--json", "--quiet")
     assert json_lines(status.stdout)[0]["workflow_id"] == 1 and status.stderr == ""
 
 
@@ -530,8 +517,8 @@ def test_cli_demo_default_tells_the_short_story() -> None:
     assert long.workflows == 12 and long.max_duration == 60 and long.fault_rate > 0
 
 
-def test_cli_demo_rides_out_its_outage_and_checks_every_outcome() -> None:
-    result = run(None, "demo", "--workflows", "4", "--max-duration", "2", "--outage", "0.6", "--seed", "3", "--json")
+def test_cli_demo_rides_out_its_outage_and_checks_every_outcome(cli: RunCli) -> None:
+    result = cli(None, "demo", "--workflows", "4", "--max-duration", "2", "--outage", "0.6", "--seed", "3", "--json")
     assert result.returncode == 0, result.stderr
     records = json_lines(result.stdout)
     assert len(records) == 4

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -15,23 +11,7 @@ import pytest
 from portable_wait.cli import _NOW_LOOK_BACK, _parse_after, _UsageError, main
 from portable_wait.testing import FakePortable
 
-FAST = ["--poll-initial", "0.01", "--poll-max", "0.05"]
-
-
-@pytest.fixture
-def fake() -> Iterator[FakePortable]:
-    server = FakePortable()
-    with server.run_in_thread():
-        yield server
-
-
-def run(fake: FakePortable, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTABLE_")}
-    env.update(PORTABLE_BASE_URL=fake.base_url, PORTABLE_API_KEY=fake.api_key)
-    return subprocess.run(
-        [sys.executable, "-m", "portable_wait", *args], env=env, capture_output=True, text=True, timeout=30, check=False
-    )
-
+from .conftest import FAST, RunCli
 
 UTC = timezone.utc
 
@@ -79,24 +59,24 @@ def test_cli_after_bad_value_exits_2_naming_the_formats(
     assert "ISO 8601" in err and "Unix seconds" in err and "'now'" in err and "last tuesday" in err
 
 
-def test_cli_after_now_finds_a_run_that_failed_before_the_command_started(fake: FakePortable) -> None:
+def test_cli_after_now_finds_a_run_that_failed_before_the_command_started(fake: FakePortable, cli: RunCli) -> None:
     """``trigger && portable-wait wait ID --after now``: the run failed within a second, before the CLI polled."""
     fake.add_workflow(1, start=False, previous="SUCCEEDED")
     fake.trigger(1, running=0.05, outcome="FAILED", errors=["source: invalid credentials"])
     time.sleep(0.3)
-    result = run(fake, "wait", "1", "--after", "now", "--timeout", "5", "--json", *FAST)
+    result = cli(fake, "wait", "1", "--after", "now", "--timeout", "5", "--json", *FAST)
     assert result.returncode == 1, result.stderr
     (record,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert record["outcome"] == "FAILED"
 
 
-def test_cli_after_since_recipe(fake: FakePortable) -> None:
+def test_cli_after_since_recipe(fake: FakePortable, cli: RunCli) -> None:
     """The README recipe: since=$(date -u +%FT%TZ); trigger ...; portable-wait wait ID --after "$since"."""
     fake.add_workflow(1, start=False, previous="FAILED", previous_completed_at=fake.now() - timedelta(seconds=30))
     since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     fake.trigger(1, running=0.05, outcome="SUCCEEDED", shows_after=0.2)
-    result = run(fake, "wait", "1", "--after", since, "--timeout", "5", "--json", *FAST)
+    result = cli(fake, "wait", "1", "--after", since, "--timeout", "5", "--json", *FAST)
     assert result.returncode == 0, result.stderr
-    stale = run(fake, "wait", "1", "--after", str(time.time() + 3600), "--timeout", "0.3", "--json", *FAST)
+    stale = cli(fake, "wait", "1", "--after", str(time.time() + 3600), "--timeout", "0.3", "--json", *FAST)
     assert stale.returncode == 3
     assert "no run completed after" in stale.stdout + stale.stderr

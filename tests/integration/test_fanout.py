@@ -106,14 +106,6 @@ async def test_fanout_all_succeeded_returns_statuses(
     assert all(s.disposition is Disposition.SUCCEEDED for s in results.values())
 
 
-async def test_fanout_raise_on_failure_false_returns_failed_status(
-    fake_portable: FakePortable, portable_client: PortableClient
-) -> None:
-    fake_portable.add_workflow(1, running=0.05, outcome="FAILED")
-    results = await wait_for_many(portable_client, [1], poll=FAST_POLL, raise_on_failure=False)
-    assert results[1].disposition is Disposition.FAILED
-
-
 async def test_fanout_on_poll_sees_every_workflow(fake_portable: FakePortable, portable_client: PortableClient) -> None:
     for wid in range(1, 6):
         fake_portable.add_workflow(wid, running=0.05)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -33,6 +32,8 @@ from portable_wait import (
     wait_for_many,
 )
 from portable_wait.testing import FAST_POLL, FakePortable
+
+from .conftest import FAST, RunCli
 
 KEY = "sk-telemetry-secret-5f1c"
 TEMPLATE = "/v2/workflows/{id}/status"
@@ -357,19 +358,13 @@ def test_import_does_not_import_opentelemetry_and_stats_work_without_it(blocked:
         assert "'opentelemetry.metrics'" in modules  # loaded once a client was built
 
 
-def test_cli_summary_reports_requests_429s_retries_and_lag() -> None:
-    fake = FakePortable()
-    fake.add_workflow(1, running=3.0)  # the subprocess takes a moment to start; then it must see the run end
+def test_cli_summary_reports_requests_429s_retries_and_lag(fake: FakePortable, cli: RunCli) -> None:
+    # In this process (the cli fixture): the command must see the run going, then its end, after the faults.
+    fake.add_workflow(1, running=0.5)
     fake.add_fault("429", requests=[3], retry_after="0")
     fake.add_fault("503", requests=[4])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTABLE_")}
-    with fake.run_in_thread():
-        env.update(PORTABLE_API_KEY=fake.api_key, PORTABLE_BASE_URL=fake.base_url)
-        args = ["wait", "1", "--json", "--poll-initial", "0.01", "--poll-max", "0.05"]
-        done = subprocess.run(
-            [sys.executable, "-m", "portable_wait", *args], env=env, capture_output=True, text=True, timeout=60
-        )
-        sent = len(fake.requests)
+    done = cli(fake, "wait", "1", "--json", *FAST)
+    sent = len(fake.requests)
     assert done.returncode == 0, done.stderr
     match = re.search(r"(\d+) requests \(1 answered 429\), 2 retries, detection lag mean (\d+\.\d)s", done.stderr)
     assert match is not None, done.stderr

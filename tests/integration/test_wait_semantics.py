@@ -88,6 +88,7 @@ async def test_semantics_returns_the_final_status(
     fake_portable.add_workflow(1, pending=0.05, running=0.15, resources={"users": 10})
     status = await wait(portable_client, 1, poll=FAST_POLL)
     assert status.disposition is Disposition.SUCCEEDED and status.records_loaded == 10
+    assert status.lifecycle is Lifecycle.NOT_RUNNING and status.completed_at is not None
     seen = [r.lifecycle for r in fake_portable.requests_for(1)]
     assert seen[0] == "PENDING" and "RUNNING" in seen and seen[-1] == "NOT_RUNNING"
 
@@ -98,9 +99,9 @@ async def test_semantics_failed_run_raises_or_returns(
     fake_portable.add_workflow(2, running=0.05, outcome="FAILED", errors=["warehouse suspended"])
     with pytest.raises(WorkflowFailedError, match="warehouse suspended") as info:
         await wait(portable_client, 2, poll=FAST_POLL)
-    assert info.value.workflow_id == 2
+    assert info.value.workflow_id == 2 and info.value.status.disposition is Disposition.FAILED
     status = await wait(portable_client, 2, poll=FAST_POLL, raise_on_failure=False)
-    assert status.disposition is Disposition.FAILED
+    assert status.disposition is Disposition.FAILED and status.errors == ("warehouse suspended",)
 
 
 async def test_semantics_after_ignores_the_previous_run(
@@ -181,6 +182,7 @@ async def test_semantics_rides_out_an_outage(wait: Wait, fake_portable: FakePort
     failed = [e for e in events if e.error is not None]
     assert failed and all(e.status is None and isinstance(e.error, PortableAPIError) for e in failed)
     assert all(e.next_delay is not None for e in failed)
+    assert any(r.status == 503 for r in fake_portable.requests)
 
 
 async def test_semantics_gives_up_after_outage_tolerance(wait: Wait, fake_portable: FakePortable) -> None:
