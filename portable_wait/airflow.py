@@ -564,6 +564,7 @@ class PortableWorkflowSensor(BaseSensorOperator):
         # The poke-mode wait carried between pokes (see `_PokeCarry`), when not in the task's state store.
         self._carry: dict[str, Any] | None = None
         self._warned_no_store = False
+        self._execute_started: float | None = None
 
     @classmethod
     def partial(cls, **kwargs: Any) -> Any:
@@ -608,6 +609,9 @@ class PortableWorkflowSensor(BaseSensorOperator):
         if not self.deferrable:
             if not self.reschedule:
                 self._carry = None  # a new wait; in reschedule mode execute() runs again at every try
+            # Taken before Airflow's own start (in super().execute), so that this wait's deadline comes first
+            # and a timeout fails with the workflows' records rather than Airflow's bare message.
+            self._execute_started = time.time()
             return super().execute(context)
         deadline = time.time() + self.timeout if self.timeout else None
         trigger = PortableWorkflowTrigger(
@@ -747,7 +751,7 @@ class PortableWorkflowSensor(BaseSensorOperator):
         data = store.get(CARRY_KEY) if store is not None else self._carry
         carry = _PokeCarry.load(data, ids, try_number) if data is not None else None
         if carry is None:
-            carry = _PokeCarry(ids, try_number, time.time())
+            carry = _PokeCarry(ids, try_number, self._execute_started or time.time())
         carry.attach()
         return carry
 
