@@ -7,6 +7,7 @@ where every poke is a new run of the task (``dag.test()`` builds a new sensor ob
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -94,7 +95,7 @@ def test_airflow_poke_mode_carries_the_outage_clock_across_pokes(fake: FakePorta
 async def test_airflow_poke_mode_failure_reads_as_the_deferrable_paths(fake: FakePortable) -> None:
     fake.add_workflow(1, running=0.05, outcome="FAILED", errors=["Snowflake: warehouse suspended"])
     fake.add_workflow(2, running=0.05)
-    time.sleep(0.2)
+    await asyncio.sleep(0.2)
     deferred = await run_trigger(PortableWorkflowTrigger([1, 2], poll=FAST, fail_fast=False))
     with pytest.raises(AirflowException) as raised:
         poke_sensor([1, 2], fail_fast=False).poke({})
@@ -182,8 +183,9 @@ def test_airflow_reschedule_mode_keeps_the_outage_clock_across_tries(
     fake: FakePortable, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Only a wait carried between reschedules sees the outage outlast its tolerance: a sensor starting afresh
-    # at every reschedule rides out any outage until its timeout (an hour here).
+    # at every reschedule rides out any outage until the sensor's timeout (the AirflowSensorTimeout refused below).
     example = reschedule_example(1.5)
+    example.dag.task_dict["wait_for_this_hours_syncs"].timeout = 30
     for wid in example.WORKFLOWS:
         fake.add_workflow(wid, running=600)
     fake.add_fault("503")
