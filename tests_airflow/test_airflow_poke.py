@@ -173,10 +173,10 @@ def test_airflow_reschedule_mode_rides_out_an_outage_and_keeps_after(
     assert state(run) == "success"
     assert new_runs_taken(run, "wait_for_this_hours_syncs", started)  # not the previous SUCCEEDED
     assert any(r.status == 503 for r in fake.requests)
-    # Each poke (its requests retried by the client for about 2.5 s) is a run of its own, with a new sensor
-    # object: the first ones met the outage and rescheduled.
-    assert pokes.results[:2] == [False, False]
-    assert len(set(pokes.objects)) == len(pokes.objects) > 2
+    # Each poke (its requests retried by the client for a few seconds) is a run of its own, with a new sensor
+    # object: the first met the outage and rescheduled (how many more did depends on the machine's load).
+    assert pokes.results[0] is False
+    assert len(set(pokes.objects)) == len(pokes.objects) > 1
 
 
 def test_airflow_reschedule_mode_keeps_the_outage_clock_across_tries(
