@@ -25,6 +25,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
+import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Coroutine, Sequence
@@ -853,7 +854,9 @@ class _PokeCarry:
         self.snapshots[wid] = snapshot
 
     def finish(self, wid: int, record: dict[str, Any]) -> None:
-        self.finished[wid] = record
+        # As plain JSON (a record's resources hold tuples): the task state store accepts only JSON values, and
+        # the XCom then matches the deferrable path's, whose event is JSON too.
+        self.finished[wid] = json.loads(json.dumps(record))
         self.snapshots.pop(wid, None)
         self.last.pop(wid, None)
 
