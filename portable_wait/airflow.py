@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import hashlib
+import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Coroutine, Sequence
@@ -55,6 +57,8 @@ from . import (
 )
 from ._airflow_provider import FIELD_BEHAVIOUR, TEST_WORKFLOW_FIELD, get_provider_info
 from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_POLL
+from ._hub import poll_round
+from ._polling import WaitOptions, WaitState
 from ._redact import Redactor, redact_payload
 from ._report import outcome_name, outcome_to_json
 from ._validate import unique_workflow_ids
@@ -558,8 +562,10 @@ class PortableWorkflowSensor(BaseSensorOperator):
         self.poll = poll or DEFAULT_POLL
         self.max_concurrency = max_concurrency
         self.fail_fast = fail_fast
-        self._seen_active: set[int] = set()
-        self._finished: dict[int, WorkflowStatus] = {}
+        # The poke-mode wait carried between pokes (see `_PokeCarry`), when not in the task's state store.
+        self._carry: dict[str, Any] | None = None
+        self._warned_no_store = False
+        self._execute_started: float | None = None
 
     @classmethod
     def partial(cls, **kwargs: Any) -> Any:
@@ -582,8 +588,8 @@ class PortableWorkflowSensor(BaseSensorOperator):
         after = _parse_after(self.after)
         return after.isoformat() if after is not None else None
 
-    def _check_connection(self) -> None:
-        """Fail now, on the worker, for a connection the triggerer could not use."""
+    def _settings(self) -> tuple[str, str | None]:
+        """Return (api_key, base_url) of the connection; fail now, on the worker, for one that cannot be used."""
         try:
             connection = PortableHook(self.portable_conn_id).get_connection(self.portable_conn_id)
         except AirflowNotFoundException:
@@ -592,16 +598,21 @@ class PortableWorkflowSensor(BaseSensorOperator):
                 "Portable API key as its password (UI, secrets backend, or AIRFLOW_CONN_"
                 f"{self.portable_conn_id.upper()}), or pass portable_conn_id=..."
             ) from None
-        PortableHook.settings_from(connection)
+        return PortableHook.settings_from(connection)
 
     def execute(self, context: Any) -> Any:  # noqa: RET503 - defer() raises TaskDeferred
-        self._check_connection()
+        self._settings()
         if self.after is None or self.after == "":
             self.log.warning(
                 "Portable: no after= given, so a previous run's result can be taken for the run you wait for; "
                 "pass the time the sync was triggered, or {{ data_interval_end }} for Portable's own schedule"
             )
         if not self.deferrable:
+            if not self.reschedule:
+                self._carry = None  # a new wait; in reschedule mode execute() runs again at every try
+            # Taken before Airflow's own start (in super().execute), so that this wait's deadline comes first
+            # and a timeout fails with the workflows' records rather than Airflow's bare message.
+            self._execute_started = time.time()
             return super().execute(context)
         deadline = time.time() + self.timeout if self.timeout else None
         trigger = PortableWorkflowTrigger(
@@ -636,42 +647,225 @@ class PortableWorkflowSensor(BaseSensorOperator):
         raise AirflowException(f"Portable workflows did not succeed:\n{message}")
 
     def poke(self, context: Any) -> bool | PokeReturnValue:
-        """One look at every unfinished workflow (``deferrable=False``); done when all have finished.
+        """Poll every unfinished workflow once (``deferrable=False``); done when the wait is over.
 
-        Returns the same payload as the deferrable path once all succeeded; fails at the first workflow that did
-        not succeed (``fail_fast``) or once all finished. What finished is remembered across pokes in "poke"
-        mode; "reschedule" mode asks again, and ``after`` still tells an old result from the new run's.
+        The wait has the deferrable path's semantics, judged by the same `WaitState` through the client's hub
+        (`poll_round`): a poll failing with a transient error within ``poll.outage_tolerance`` keeps the
+        sensor waiting; a permanent error, or an outage longer than that, ends the workflow's wait with the
+        error. ``after`` and the tolerance hold across pokes: the states are carried on this instance in
+        "poke" mode and in the task's state store (``task_state_store``) between tries in "reschedule" mode.
+        The wait's deadline is the sensor's ``timeout`` from the first poke. Returns the deferrable path's
+        payload (`_event_payload`) as the XCom once every workflow succeeded; fails with the workflows' own
+        messages otherwise (at the first failure with ``fail_fast``).
         """
         ids = self._ids()
-        after = _parse_after(self.after)
-        pending = [wid for wid in ids if wid not in self._finished]
-        statuses = _run_blocking(self._fetch(pending))
-        failed = False
-        last_seen: dict[int, WorkflowStatus] = {}
-        for wid, status in zip(pending, statuses, strict=True):
-            last_seen[wid] = status
-            if status.is_running:
-                self._seen_active.add(wid)  # kept across pokes in "poke" mode; lost in "reschedule" mode
-                continue
-            stale = (
-                after is not None
-                and wid not in self._seen_active
-                and (status.completed_at is None or status.completed_at < after)
+        api_key, base_url = self._settings()
+        carry = self._load_carry(context, ids)
+        options = WaitOptions.build(
+            after=_parse_after(self.after),
+            poll=self.poll,
+            raise_on_failure=False,
+            timeout=float(self.timeout) if self.timeout else None,
+        )
+        outcomes = _run_blocking(self._poll_round(api_key, base_url, options, carry))
+        done = len(carry.finished) == len(ids) or (
+            self.fail_fast and any(_stops_the_wait(outcome) for outcome in outcomes.values())
+        )
+        if not done:
+            self._save_carry(context, carry)
+            waiting = [wid for wid in ids if wid not in carry.finished]
+            self.log.info(
+                "Portable: %d of %d workflows finished; waiting on %s",
+                len(carry.finished),
+                len(ids),
+                ", ".join(map(str, waiting[:10])) + (", ..." if len(waiting) > 10 else ""),
             )
-            if stale:
-                continue
-            self._finished[wid] = status
-            failed = failed or outcome_name(status) != "SUCCEEDED"
-        all_done = len(self._finished) == len(ids)
-        if all_done or (failed and self.fail_fast):
-            outcomes: dict[int, Outcome] = dict(self._finished)
-            records = _records(ids, outcomes, last_seen, _Timing(None, None))
-            return PokeReturnValue(is_done=True, xcom_value=self._finish(_event_payload(records)))
-        self.log.info("Portable: %d of %d workflows finished", len(self._finished), len(ids))
-        return False
+            return False
+        self._drop_carry(context)
+        records: dict[int, dict[str, Any]] = {}
+        for wid in ids:
+            record = carry.finished.get(wid)
+            if record is None:  # fail_fast ended the wait before this one finished
+                last = carry.last_status(wid)
+                record = outcome_to_json(wid, last) if last is not None else {"workflow_id": wid}
+                record["outcome"] = "UNFINISHED"
+            records[wid] = record
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(_event_payload(records, key=api_key)))
 
-    async def _fetch(self, ids: list[int]) -> list[WorkflowStatus]:
-        if not ids:
-            return []
-        async with PortableHook(self.portable_conn_id).get_client(max_concurrency=self.max_concurrency) as client:
-            return list(await asyncio.gather(*(client.get_workflow_status(wid) for wid in ids)))
+    async def _poll_round(
+        self, api_key: str, base_url: str | None, options: WaitOptions, carry: _PokeCarry
+    ) -> dict[int, Outcome]:
+        """Poll the unfinished workflows once; record what ended in ``carry``; return those outcomes."""
+        async with _client(api_key, base_url, max_concurrency=self.max_concurrency) as client:
+            loop = asyncio.get_running_loop()
+            states = carry.states(options, loop.time())
+            results = await poll_round(client, states)
+            now = loop.time()
+        ended: dict[int, Outcome] = {}
+        for wid, outcome in results.items():
+            state = states[wid]
+            if outcome is None:
+                carry.keep(wid, state.snapshot(now))
+                continue
+            if isinstance(outcome, WaitTimeoutError) and outcome.last_status is None:
+                # Past the deadline before this poke's request: the last status is a previous poke's.
+                outcome = state.timed_out(carry.last_status(wid))
+            ended[wid] = outcome
+            record = outcome_to_json(wid, outcome)
+            if isinstance(outcome, WaitTimeoutError):
+                timing = _Timing(options.timeout, carry.started + options.timeout if options.timeout else None)
+                message = timing.timeout_text(wid, outcome.last_status)
+                if message is not None:
+                    record["error"]["message"] = message
+            carry.finish(wid, record)
+        for wid, status in carry.seen.items():
+            if wid not in carry.finished:
+                carry.remember(wid, status)
+        carry.seen.clear()
+        for wid, error in carry.failed.items():
+            if wid not in ended:
+                self.log.warning(
+                    "Portable: workflow %d: poll failed (%s); riding out the outage (tolerance %g s)",
+                    wid,
+                    error,
+                    options.poll.outage_tolerance,
+                )
+        carry.failed.clear()
+        return ended
+
+    def _carried_in_store(self, context: Any) -> Any:
+        """Return the task state store when this sensor keeps its wait there (reschedule mode), else None."""
+        if not self.reschedule:
+            return None
+        store = context.get("task_state_store") if hasattr(context, "get") else None
+        if store is None and not self._warned_no_store:
+            self._warned_no_store = True
+            self.log.warning(
+                "Portable: reschedule mode without a task state store (Airflow before 3.3): after= and the "
+                "outage tolerance start over at every reschedule; the sensor's timeout still bounds the wait"
+            )
+        return store
+
+    def _load_carry(self, context: Any, ids: list[int]) -> _PokeCarry:
+        try_number = _try_number(context)
+        store = self._carried_in_store(context)
+        data = store.get(CARRY_KEY) if store is not None else self._carry
+        carry = _PokeCarry.load(data, ids, try_number) if data is not None else None
+        if carry is None:
+            carry = _PokeCarry(ids, try_number, self._execute_started or time.time())
+        carry.attach()
+        return carry
+
+    def _save_carry(self, context: Any, carry: _PokeCarry) -> None:
+        store = self._carried_in_store(context)
+        data = carry.dump()
+        if store is not None:
+            store.set(CARRY_KEY, data)
+        else:
+            self._carry = data
+
+    def _drop_carry(self, context: Any) -> None:
+        self._carry = None
+        store = self._carried_in_store(context)
+        if store is not None:
+            store.delete(CARRY_KEY)
+
+
+CARRY_KEY = "portable_wait.poke"
+"""The key under which a reschedule-mode sensor keeps its wait in the task's state store between tries."""
+
+
+def _try_number(context: Any) -> int | None:
+    ti = context.get("ti") if hasattr(context, "get") else None
+    number = getattr(ti, "try_number", None)
+    return number if isinstance(number, int) else None
+
+
+class _PokeCarry:
+    """What a poke-mode wait carries from one poke to the next, as JSON-able data.
+
+    ``states`` are `WaitState.snapshot` dicts of the workflows still waited on, ``finished`` the records of
+    those whose wait ended, ``last`` the last status seen of the others (for UNFINISHED and TIMEOUT records).
+    The try number scopes it: a retry of the task starts a new wait, as the deferrable path does.
+    """
+
+    VERSION = 1
+
+    def __init__(self, ids: list[int], try_number: int | None, started: float) -> None:
+        self.ids = ids
+        self.try_number = try_number
+        self.started = started  # wall clock of the first poke: the deadline is counted from it
+        self.snapshots: dict[int, dict[str, Any]] = {}
+        self.finished: dict[int, dict[str, Any]] = {}
+        self.last: dict[int, dict[str, Any]] = {}
+        self.seen: dict[int, WorkflowStatus] = {}  # this poke's answers, filled by the on_poll hook
+        self.failed: dict[int, PortableError] = {}  # this poke's failed polls
+
+    @classmethod
+    def load(cls, data: Any, ids: list[int], try_number: int | None) -> _PokeCarry | None:
+        """Return the carried wait, or None if ``data`` belongs to another wait (another try, other IDs)."""
+        if not isinstance(data, dict) or data.get("version") != cls.VERSION:
+            return None
+        if data.get("workflow_ids") != ids or data.get("try_number") != try_number:
+            return None
+        carry = cls(ids, try_number, float(data["started"]))
+        carry.snapshots = {int(k): v for k, v in data["states"].items()}
+        carry.finished = {int(k): v for k, v in data["finished"].items()}
+        carry.last = {int(k): v for k, v in data["last"].items()}
+        return carry
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "version": self.VERSION,
+            "workflow_ids": self.ids,
+            "try_number": self.try_number,
+            "started": self.started,
+            "states": {str(k): v for k, v in self.snapshots.items()},
+            "finished": {str(k): v for k, v in self.finished.items()},
+            "last": {str(k): v for k, v in self.last.items()},
+        }
+
+    def attach(self) -> None:
+        self.seen.clear()
+        self.failed.clear()
+
+    def track(self, event: PollEvent) -> None:
+        """The ``on_poll`` hook of this poke's waits: keep each answer, and each failed poll for the log."""
+        if event.status is not None:
+            self.seen[event.workflow_id] = event.status
+        elif event.error is not None:
+            self.failed[event.workflow_id] = event.error
+
+    def states(self, options: WaitOptions, now: float) -> dict[int, WaitState]:
+        """Return the `WaitState` of every unfinished workflow, restored from the last poke or new."""
+        options = dataclasses.replace(options, on_poll=self.track)
+        states: dict[int, WaitState] = {}
+        for wid in self.ids:
+            if wid in self.finished:
+                continue
+            snapshot = self.snapshots.get(wid)
+            if snapshot is not None:
+                states[wid] = WaitState.restore(snapshot, options, now)
+            else:  # not polled yet: its wait, and deadline, began at the first poke
+                states[wid] = WaitState(wid, options, now - (time.time() - self.started))
+        return states
+
+    def keep(self, wid: int, snapshot: dict[str, Any]) -> None:
+        self.snapshots[wid] = snapshot
+
+    def finish(self, wid: int, record: dict[str, Any]) -> None:
+        # As plain JSON (a record's resources hold tuples): the task state store accepts only JSON values, and
+        # the XCom then matches the deferrable path's, whose event is JSON too.
+        self.finished[wid] = json.loads(json.dumps(record))
+        self.snapshots.pop(wid, None)
+        self.last.pop(wid, None)
+
+    def remember(self, wid: int, status: WorkflowStatus) -> None:
+        self.last[wid] = status.model_dump(mode="json", by_alias=True)
+
+    def last_status(self, wid: int) -> WorkflowStatus | None:
+        seen = self.seen.get(wid)
+        if seen is not None:
+            return seen
+        data = self.last.get(wid)
+        return WorkflowStatus.model_validate(data) if data is not None else None

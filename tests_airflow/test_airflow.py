@@ -180,7 +180,8 @@ async def test_airflow_poke_mode_returns_the_deferrable_paths_records(fake: Fake
     fake.add_workflow(1, running=0.05)
     fake.add_workflow(2, running=0.05)
     await asyncio.sleep(0.2)
-    deferred = (await run_trigger(PortableWorkflowTrigger([1, 2], poll=FAST)))["results"]
+    # As Airflow stores the event for execute_complete: JSON (a record's tuples become lists).
+    deferred = json.loads(json.dumps((await run_trigger(PortableWorkflowTrigger([1, 2], poll=FAST)))["results"]))
     sensor = PortableWorkflowSensor(task_id="wait", workflow_ids=[1, 2], deferrable=False, poke_interval=0.05)
     poked = await asyncio.to_thread(sensor.execute, {})  # as a worker runs it: pokes until done, then the XCom
     assert poked["status"] == "success"

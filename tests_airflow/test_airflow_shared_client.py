@@ -136,7 +136,6 @@ async def test_airflow_forty_mapped_triggers_hold_at_most_max_concurrency_connec
     assert 0 < peak <= 4
 
 
-@pytest.mark.xfail(strict=False, reason="needs the wait hub (issue 11): one poll stream per workflow per client")
 async def test_airflow_five_triggers_on_one_workflow_cost_about_one(fake: FakePortable) -> None:
     fake.add_workflow(1, running=1.5)
     await run_trigger(PortableWorkflowTrigger([1], poll=FAST))
