@@ -30,10 +30,18 @@ SKEWED = "2000-01-01T00:00:00Z"
 async def test_hub_1000_tasks_on_one_workflow_send_one_waiters_requests(
     fake_portable: FakePortable, portable_client: PortableClient
 ) -> None:
-    fake_portable.add_workflow(1, running=0.5)
-    fake_portable.add_workflow(2, running=0.5)  # the reference: one waiter alone on its own stream
+    # Both runs end when the reference has been polled a few times, not after a fixed time: on a loaded machine,
+    # enrolling 1,000 waits could otherwise outlast a short run, leaving one round to compare.
+    fake_portable.add_workflow(1, running=60)
+    fake_portable.add_workflow(2, running=60)  # the reference: one waiter alone on its own stream
     alone = asyncio.create_task(wait_for_completion(portable_client, 2, poll=STEADY))
     crowd = [asyncio.create_task(wait_for_completion(portable_client, 1, poll=STEADY)) for _ in range(1000)]
+    for _ in range(500):
+        if len(fake_portable.requests_for(2)) >= 5:
+            break
+        await asyncio.sleep(0.02)
+    fake_portable.finish(1)
+    fake_portable.finish(2)
     statuses = await asyncio.gather(*crowd)
     await alone
     assert all(s.disposition is Disposition.SUCCEEDED for s in statuses)
