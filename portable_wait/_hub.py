@@ -132,9 +132,22 @@ class WaitHub:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._closed = False
-        self._workers = [
-            self._loop.create_task(self._work(), name=f"{WORKER_NAME}-{i}") for i in range(client.max_concurrency)
-        ]
+        self._workers = [self._start_worker(i) for i in range(client.max_concurrency)]
+
+    def _start_worker(self, index: int) -> asyncio.Task[None]:
+        task = self._loop.create_task(self._work(), name=f"{WORKER_NAME}-{index}")
+        task.add_done_callback(lambda done: self._worker_ended(index, done))
+        return task
+
+    def _worker_ended(self, index: int, task: asyncio.Task[None]) -> None:
+        # A worker ends only when the hub closes. One that dies otherwise (cancelled from outside, a bug) is
+        # replaced, or with max_concurrency=1 every wait of the client would hang; its stream's waiters were
+        # resolved with an error by `_work`.
+        if self._closed or self._loop.is_closed():
+            return
+        reason = "was cancelled" if task.cancelled() else f"raised {task.exception()!r}"
+        logger.error("portable-wait hub worker %d %s; replaced", index, reason)
+        self._workers[index] = self._start_worker(index)
 
     def __repr__(self) -> str:
         waiters = sum(len(s.waiters) for s in self._streams.values())
@@ -296,16 +309,20 @@ class WaitHub:
 
     def _tick(self) -> None:
         self._timer, self._timer_at = None, math.inf
-        now = self._loop.time()
-        deadlines, expired = self._deadlines, 0
-        while deadlines and deadlines[0][0] <= now and expired < EXPIRE_CHUNK:
-            waiter = heapq.heappop(deadlines)[2]
-            if waiter.sink is not None:
-                self._expire(waiter)
-                expired += 1
-        if self._polls and self._polls[0][0] <= now:
-            self._wake_one()
-        self._arm()
+        # Re-armed whatever happens: a timer left unarmed would stall every wait of the client.
+        try:
+            now = self._loop.time()
+            deadlines, expired = self._deadlines, 0
+            while deadlines and deadlines[0][0] <= now and expired < EXPIRE_CHUNK:
+                waiter = heapq.heappop(deadlines)[2]
+                if waiter.sink is not None:
+                    self._expire(waiter)
+                    expired += 1
+            if self._polls and self._polls[0][0] <= now:
+                self._wake_one()
+        finally:
+            if not self._closed:
+                self._arm()
 
     def _wake_one(self) -> None:
         idle = self._idle
@@ -316,11 +333,27 @@ class WaitHub:
                 return
 
     def _expire(self, waiter: _Waiter) -> None:
-        last = None
-        stream = self._streams.get(waiter.wid)
-        if waiter.polls and stream is not None and stream.body is not None:
-            last = WorkflowStatus.model_validate_json(stream.body)
-        self._resolve(waiter, waiter.timed_out(last))
+        try:
+            last = None
+            stream = self._streams.get(waiter.wid)
+            if waiter.polls and stream is not None and stream.body is not None:
+                last = WorkflowStatus.model_validate_json(stream.body)
+            outcome: Outcome | BaseException = waiter.timed_out(last)
+        except Exception as error:  # a bug: end this wait with it rather than leave it hanging
+            logger.exception("building the timeout of the wait on workflow %s failed", waiter.wid)
+            outcome = error
+        self._resolve_safely(waiter, outcome)
+
+    def _resolve_safely(self, waiter: _Waiter, outcome: Outcome | BaseException | None) -> None:
+        """`_resolve`, for callback-driven paths: a failure (e.g. in telemetry) still ends the wait."""
+        sink = waiter.sink
+        try:
+            self._resolve(waiter, outcome)
+        except Exception as error:
+            logger.exception("delivering the outcome of the wait on workflow %s failed", waiter.wid)
+            waiter.sink = None
+            if isinstance(sink, asyncio.Future) and not sink.done():
+                sink.set_exception(error)
 
     # -- polling --------------------------------------------------------------------------------------------
 
@@ -352,6 +385,11 @@ class WaitHub:
             try:
                 await self._poll(stream, me)
             except asyncio.CancelledError:
+                if not self._closed:  # killed from outside: its waiters must not hang (see _worker_ended)
+                    for waiter in list(stream.waiters):
+                        self._resolve_safely(
+                            waiter, RuntimeError(f"the wait on workflow {waiter.wid} lost its hub worker")
+                        )
                 raise
             except Exception as error:  # a bug, or the client closed under us: surface it in every waiter
                 for waiter in list(stream.waiters):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -302,10 +303,22 @@ class WaitState:
         if hook is None:
             return
         event = PollEvent(self.wid, self.polls, status, now - self.started, next_delay, error)
+        # A CancelledError the hook raises itself (it awaited a task someone else cancelled) is a hook error,
+        # not a cancellation of this wait: re-raising it would kill the hub worker that runs the hook. A plain
+        # call cannot be cancelled from outside, so one raised synchronously is always the hook's own.
         try:
             result = hook(event)
-            if inspect.isawaitable(result):
-                await result
+        except (Exception, asyncio.CancelledError):
+            logger.exception("on_poll hook raised for workflow %d; ignored", self.wid)
+            return
+        if not inspect.isawaitable(result):
+            return
+        try:
+            await _await_hook(result)
+        except asyncio.CancelledError:
+            if _being_cancelled():
+                raise
+            logger.exception("on_poll hook raised CancelledError for workflow %d; ignored", self.wid)
         except Exception:
             logger.exception("on_poll hook raised for workflow %d; ignored", self.wid)
 
@@ -349,3 +362,36 @@ class WaitState:
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a WaitState snapshot ({type(exc).__name__}: {exc}): {dict(data)!r}") from None
         return state
+
+
+class _HookCancelledError(Exception):
+    """A CancelledError the ``on_poll`` hook raised (not a cancellation of the task running it)."""
+
+
+def _being_cancelled() -> bool:
+    """Return True if the current task has been asked to cancel.
+
+    Python 3.11+: ``Task.cancelling()``. 3.10 has no way to ask, so there `_await_hook` runs the hook in a task
+    of its own: a CancelledError that reaches the caller is then always the caller's own cancellation.
+    """
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    return True if cancelling is None else bool(cancelling())
+
+
+if sys.version_info >= (3, 11):
+
+    async def _await_hook(result: Awaitable[object]) -> None:
+        await result
+
+else:  # pragma: no cover - Python 3.10: tell the two cancellations apart by running the hook in a task
+
+    async def _await_hook(result: Awaitable[object]) -> None:
+        inner = asyncio.ensure_future(result)
+        try:
+            await asyncio.wait({inner})  # raises CancelledError only when the caller itself is cancelled
+        except asyncio.CancelledError:
+            inner.cancel()
+            raise
+        if inner.cancelled():
+            raise _HookCancelledError("the on_poll hook raised CancelledError")
+        inner.result()
