@@ -30,6 +30,8 @@ from ._config import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_RETRY,
+    MAX_BODY_BYTES,
+    MAX_CONCURRENCY_LIMIT,
     RetryPolicy,
 )
 from ._errors import (
@@ -79,7 +81,7 @@ class PortableClient:
             the next release: everywhere else ``timeout`` means a whole wait.)
         retry: How transient failures of one request are retried. Default ``RetryPolicy()``.
         max_concurrency: Requests in flight at once, across everything using this client; also the size of
-            the connection pool. Default 10.
+            the connection pool. Default 10, at most 1,000 (`MAX_CONCURRENCY_LIMIT`).
         rate_limit: Requests per second across everything using this client (every waiter, every retry), or
             None for no fixed limit. A 429 pauses and slows down the client either way. Default None.
         first_contact_timeout: Seconds this client keeps trying a server that has never answered it, from its
@@ -127,7 +129,7 @@ class PortableClient:
         request_timeout = check_seconds(request_timeout, "request_timeout")
         if not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
-        max_concurrency = check_int(max_concurrency, "max_concurrency", minimum=1)
+        max_concurrency = check_int(max_concurrency, "max_concurrency", minimum=1, maximum=MAX_CONCURRENCY_LIMIT)
         self._headers = {
             "Authorization": f"Bearer {key}",
             "User-Agent": USER_AGENT,
@@ -319,7 +321,7 @@ class PortableClient:
                     async with session.get(self._prefix + f"{wid}/status", allow_redirects=False) as response:
                         self._answered = True
                         self._clock.observe(response.headers.get("Date"), sent, time.time())
-                        body = await response.read()
+                        body = await _read_capped(response, MAX_BODY_BYTES)
                         status_code = response.status
                         headers = response.headers
                     probe.status = status_code
@@ -351,6 +353,13 @@ class PortableClient:
                 self._in_flight -= 1
         if failure is not None:
             return failure
+        if body is None:
+            return InvalidResponseError(
+                f"the answer for workflow {wid} (HTTP {status_code}) is longer than {MAX_BODY_BYTES:,} bytes, the most "
+                "read (a status is a few KB): a proxy's error or an endless stream? Not kept",
+                workflow_id=wid,
+                transient=True,
+            )
         if status_code != 200:
             error = self._error_from(status_code, headers, body, wid)
             if status_code == 429:
@@ -582,3 +591,22 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """Return the body, or None (the connection closed, nothing kept) if it is longer than ``limit`` bytes."""
+    length = response.content_length
+    if length is not None and length <= limit:
+        return await response.read()  # the common case: aiohttp reads exactly Content-Length bytes
+    if length is None:  # chunked, or up to the connection's close: read at most limit + 1 bytes
+        parts: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = await response.content.read(limit + 1 - size)
+            if not chunk:
+                return b"".join(parts)
+            parts.append(chunk)
+            size += len(chunk)
+    # The rest is never read: leaving `session.get`'s block releases the connection, which aiohttp then closes,
+    # as its payload is not at its end.
+    return None
