@@ -320,7 +320,9 @@ class PortableClient:
                 with self._telemetry.request(wid) as probe:
                     async with session.get(self._prefix + f"{wid}/status", allow_redirects=False) as response:
                         self._answered = True
-                        self._clock.observe(response.headers.get("Date"), sent, time.time())
+                        self._clock.observe(
+                            response.headers.get("Date"), sent, time.time(), age=response.headers.get("Age")
+                        )
                         body = await _read_capped(response, MAX_BODY_BYTES)
                         status_code = response.status
                         headers = response.headers
