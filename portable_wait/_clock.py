@@ -212,7 +212,10 @@ def completed_after(
         offset: Seconds Portable's clock is ahead of the local one (`ClockOffset.offset`).
         margin: Seconds below ``after`` still accepted (`ClockOffset.margin`).
     """
-    return completed_at >= after + timedelta(seconds=offset - margin)
+    try:
+        return completed_at >= after + timedelta(seconds=offset - margin)
+    except OverflowError:  # the threshold is beyond datetime's range: everything, or nothing, is after it
+        return offset - margin < 0
 
 
 def _parse_http_date(value: str) -> float | None:

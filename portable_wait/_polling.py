@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from ._clock import UNKNOWN_OFFSET, ServerClock, completed_after
@@ -108,6 +108,7 @@ class WaitOptions:
                 raise ValueError(
                     "after must be timezone-aware, e.g. datetime.now(timezone.utc); a naive datetime is ambiguous"
                 )
+            check_after_range(after)
         if on_poll is not None and not callable(on_poll):
             raise TypeError(f"on_poll must be callable, got {type(on_poll).__name__}")
         seconds = check_timeout(timeout)
@@ -362,6 +363,24 @@ class WaitState:
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a WaitState snapshot ({type(exc).__name__}: {exc}): {dict(data)!r}") from None
         return state
+
+
+AFTER_RANGE = (datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc))
+"""The ``after`` values accepted: no Portable run predates 1970, and the top leaves room for clock arithmetic."""
+
+
+def check_after_range(after: datetime) -> None:
+    """Raise ValueError naming ``after`` if it is outside `AFTER_RANGE` (an aware datetime is assumed)."""
+    low, high = AFTER_RANGE
+    try:
+        inside = low <= after <= high
+    except OverflowError:  # e.g. datetime.max with a negative offset: beyond what UTC can hold
+        inside = False
+    if not inside:
+        raise ValueError(
+            f"after must be between {low:%Y-%m-%d} and {high:%Y-%m-%d} UTC (the time you triggered the run, read "
+            f"before triggering), got {after.isoformat()}"
+        )
 
 
 class _HookCancelledError(Exception):

@@ -11,7 +11,7 @@ import math
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -375,6 +375,21 @@ async def _numbers_beyond_float(mocked: aioresponses) -> None:
     async with client() as c:
         with pytest.raises(ValueError, match="timeout is too large"):
             await wait_for_completion(c, 7, timeout=huge)
+        assert c.request_count == 0
+
+
+@row("`after` before 1970 or past 9999-01-01 UTC (`datetime.max`)")
+async def _after_out_of_range(mocked: aioresponses) -> None:
+    late = timezone(timedelta(hours=-23))
+    async with client() as c:
+        for after in (
+            datetime.max.replace(tzinfo=timezone.utc),
+            datetime.max.replace(tzinfo=late),  # beyond what UTC can hold
+            datetime.min.replace(tzinfo=timezone.utc),
+            datetime(1969, 12, 31, 23, 59, tzinfo=timezone.utc),
+        ):
+            with pytest.raises(ValueError, match="after must be between 1970-01-01 and 9999-01-01 UTC"):
+                await wait_for_completion(c, 7, after=after)
         assert c.request_count == 0
 
 
