@@ -50,6 +50,8 @@ from ._telemetry import ClientStats, ClientTelemetry
 from ._validate import check_int, check_seconds, check_timeout, check_workflow_id
 from ._version import __version__
 
+_OTHER_LOOP = "a PortableClient belongs to the event loop it was first used in; create one per loop"
+
 __all__ = ["API_KEY_ENV", "BASE_URL_ENV", "DEFAULT_BASE_URL", "PortableClient"]
 
 DEFAULT_BASE_URL = "https://api.portable.io"
@@ -147,6 +149,7 @@ class PortableClient:
         self._max_concurrency = max_concurrency
         self._pacer = Pacer(rate_limit, max_pause=retry.retry_after_cap)
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the session was made in
         self._semaphore: asyncio.Semaphore | None = None
         self._closed = False
         self._in_flight = 0
@@ -217,8 +220,18 @@ class PortableClient:
     async def aclose(self) -> None:
         """Close the wait hub and the connection pool. Safe to call twice.
 
-        Waits still running through this client end with RuntimeError.
+        Waits still running through this client end with RuntimeError. Called from another event loop than the
+        one the client was used in, it marks the client closed if that loop has ended (the connections that
+        loop left open are not closed: Python warns of them when collected; close a client in its own loop),
+        and raises RuntimeError if that loop is still running: close the client there.
         """
+        owner = self._loop
+        if owner is not None and owner is not asyncio.get_running_loop():
+            if not owner.is_closed():
+                raise RuntimeError(f"{_OTHER_LOOP}; close it in that loop")
+            self._closed = True
+            if self._hub is not None:
+                self._hub.abandon()
         self._closed = True
         hub = self._hub
         if hub is not None:
@@ -227,7 +240,13 @@ class PortableClient:
         self._telemetry.close()
         session, self._session = self._session, None
         if session is not None:
-            await session.close()
+            if owner is not None and owner.is_closed():
+                connector = session.connector
+                session.detach()  # closing would schedule work on the ended loop
+                if connector is not None:
+                    await connector.close()  # its loop closed: only marks it closed
+            else:
+                await session.close()
 
     def _wait_hub(self) -> WaitHub:
         """Return the hub that runs this client's waits, starting it on first use."""
@@ -238,13 +257,17 @@ class PortableClient:
         elif self._closed:
             raise RuntimeError("this PortableClient is closed; create a new one")
         elif hub.loop is not asyncio.get_running_loop():
-            raise RuntimeError("a PortableClient belongs to the event loop it was first used in; create one per loop")
+            raise RuntimeError(_OTHER_LOOP)
         return hub
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise RuntimeError("this PortableClient is closed; create a new one")
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            # aiohttp would fail later with "Event loop is closed", or hang if that loop runs in another thread.
+            raise RuntimeError(_OTHER_LOOP)
         if self._session is None:
+            self._loop = asyncio.get_running_loop()
             connector = aiohttp.TCPConnector(limit=self._max_concurrency, limit_per_host=0, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
                 connector=connector,

@@ -132,6 +132,7 @@ class WaitHub:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._closed = False
+        self._dead: set[int] = set()  # workers that died while the hub was open, to replace
         self._workers = [self._start_worker(i) for i in range(client.max_concurrency)]
 
     def _start_worker(self, index: int) -> asyncio.Task[None]:
@@ -140,14 +141,25 @@ class WaitHub:
         return task
 
     def _worker_ended(self, index: int, task: asyncio.Task[None]) -> None:
-        # A worker ends only when the hub closes. One that dies otherwise (cancelled from outside, a bug) is
-        # replaced, or with max_concurrency=1 every wait of the client would hang; its stream's waiters were
-        # resolved with an error by `_work`.
+        # A worker ends only when the hub closes. One that dies otherwise (cancelled from outside, a bug) has
+        # failed its stream's waiters (`_work`) and is replaced, or with max_concurrency=1 every wait of the
+        # client would hang: a loop iteration later if waits are still enrolled, else when the next one enrolls.
+        # Not at once: when asyncio.run() ends it cancels every task, waits included, and a worker started then
+        # would be destroyed pending.
         if self._closed or self._loop.is_closed():
             return
-        reason = "was cancelled" if task.cancelled() else f"raised {task.exception()!r}"
-        logger.error("portable-wait hub worker %d %s; replaced", index, reason)
-        self._workers[index] = self._start_worker(index)
+        if not task.cancelled():
+            logger.error("portable-wait hub worker %d raised %r; it will be replaced", index, task.exception())
+        self._dead.add(index)
+        self._loop.call_soon(self._revive, False)
+
+    def _revive(self, enrolling: bool) -> None:
+        if self._closed or not self._dead or not (enrolling or self._streams):
+            return
+        logger.warning("replacing %d portable-wait hub worker(s) that ended while the client was open", len(self._dead))
+        for index in sorted(self._dead):
+            self._workers[index] = self._start_worker(index)
+        self._dead.clear()
 
     def __repr__(self) -> str:
         waiters = sum(len(s.waiters) for s in self._streams.values())
@@ -224,6 +236,8 @@ class WaitHub:
             raise RuntimeError("this PortableClient is closed; create a new one")
 
     def _join(self, waiter: _Waiter) -> None:
+        if self._dead:
+            self._revive(True)
         stream = self._streams.get(waiter.wid)
         if stream is None:
             stream = self._streams[waiter.wid] = _Stream(waiter.wid)
@@ -497,6 +511,14 @@ class WaitHub:
         return delay
 
     # -- closing --------------------------------------------------------------------------------------------
+
+    def abandon(self) -> None:
+        """Mark the hub closed without touching its loop: that loop has ended, and its tasks with it."""
+        self._closed = True
+        self._timer = None
+        self._streams.clear()
+        self._polls.clear()
+        self._deadlines.clear()
 
     async def close(self) -> None:
         """Stop every worker; waits still running fail with RuntimeError (the client is closing)."""
