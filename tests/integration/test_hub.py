@@ -359,3 +359,17 @@ async def test_hub_worker_killed_from_outside_is_replaced(fake_portable: FakePor
             await asyncio.wait_for(stuck, 5)
         status = await asyncio.wait_for(wait_for_completion(client, 46, poll=STEADY), 5)
     assert status.disposition is Disposition.SUCCEEDED
+
+
+async def test_hub_idle_worker_killed_from_outside_is_replaced_for_the_waits_enrolled(
+    fake_portable: FakePortable,
+) -> None:
+    fake_portable.add_workflow(47, running=0.6)
+    slow = PollPolicy(initial=0.3, maximum=0.3, multiplier=1, jitter=0)
+    async with fake_portable.client(max_concurrency=1) as client:
+        wait = asyncio.create_task(wait_for_completion(client, 47, poll=slow))
+        await asyncio.sleep(0.15)  # answered at once; the next poll is due at 0.3 s: the worker is parked
+        hub = client._wait_hub()
+        hub._workers[0].cancel()
+        status = await asyncio.wait_for(wait, 5)
+    assert status.disposition is Disposition.SUCCEEDED
