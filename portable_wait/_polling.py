@@ -397,20 +397,25 @@ def _being_cancelled() -> bool:
     return True if cancelling is None else bool(cancelling())
 
 
-if sys.version_info >= (3, 11):
+async def _await_hook_in_task(result: Awaitable[object]) -> None:
+    """Await a hook's awaitable in a task of its own (Python 3.10, which has no ``Task.cancelling()``).
 
-    async def _await_hook(result: Awaitable[object]) -> None:
-        await result
+    A CancelledError then reaches the caller only when the caller itself is cancelled; the hook's own
+    becomes `_HookCancelledError`.
+    """
+    inner = asyncio.ensure_future(result)
+    try:
+        await asyncio.wait({inner})
+    except asyncio.CancelledError:
+        inner.cancel()
+        raise
+    if inner.cancelled():
+        raise _HookCancelledError("the on_poll hook raised CancelledError")
+    inner.result()
 
-else:  # pragma: no cover - Python 3.10: tell the two cancellations apart by running the hook in a task
 
-    async def _await_hook(result: Awaitable[object]) -> None:
-        inner = asyncio.ensure_future(result)
-        try:
-            await asyncio.wait({inner})  # raises CancelledError only when the caller itself is cancelled
-        except asyncio.CancelledError:
-            inner.cancel()
-            raise
-        if inner.cancelled():
-            raise _HookCancelledError("the on_poll hook raised CancelledError")
-        inner.result()
+async def _await_hook_directly(result: Awaitable[object]) -> None:
+    await result
+
+
+_await_hook = _await_hook_directly if sys.version_info >= (3, 11) else _await_hook_in_task
