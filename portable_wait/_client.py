@@ -30,6 +30,8 @@ from ._config import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_RETRY,
+    MAX_BODY_BYTES,
+    MAX_CONCURRENCY_LIMIT,
     RetryPolicy,
 )
 from ._errors import (
@@ -47,6 +49,8 @@ from ._redact import Redactor, register_key, unregister_key
 from ._telemetry import ClientStats, ClientTelemetry
 from ._validate import check_int, check_seconds, check_timeout, check_workflow_id
 from ._version import __version__
+
+_OTHER_LOOP = "a PortableClient belongs to the event loop it was first used in; create one per loop"
 
 __all__ = ["API_KEY_ENV", "BASE_URL_ENV", "DEFAULT_BASE_URL", "PortableClient"]
 
@@ -79,7 +83,7 @@ class PortableClient:
             the next release: everywhere else ``timeout`` means a whole wait.)
         retry: How transient failures of one request are retried. Default ``RetryPolicy()``.
         max_concurrency: Requests in flight at once, across everything using this client; also the size of
-            the connection pool. Default 10.
+            the connection pool. Default 10, at most 1,000 (`MAX_CONCURRENCY_LIMIT`).
         rate_limit: Requests per second across everything using this client (every waiter, every retry), or
             None for no fixed limit. A 429 pauses and slows down the client either way. Default None.
         first_contact_timeout: Seconds this client keeps trying a server that has never answered it, from its
@@ -127,7 +131,7 @@ class PortableClient:
         request_timeout = check_seconds(request_timeout, "request_timeout")
         if not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
-        max_concurrency = check_int(max_concurrency, "max_concurrency", minimum=1)
+        max_concurrency = check_int(max_concurrency, "max_concurrency", minimum=1, maximum=MAX_CONCURRENCY_LIMIT)
         self._headers = {
             "Authorization": f"Bearer {key}",
             "User-Agent": USER_AGENT,
@@ -145,6 +149,7 @@ class PortableClient:
         self._max_concurrency = max_concurrency
         self._pacer = Pacer(rate_limit, max_pause=retry.retry_after_cap)
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the session was made in
         self._semaphore: asyncio.Semaphore | None = None
         self._closed = False
         self._in_flight = 0
@@ -215,8 +220,18 @@ class PortableClient:
     async def aclose(self) -> None:
         """Close the wait hub and the connection pool. Safe to call twice.
 
-        Waits still running through this client end with RuntimeError.
+        Waits still running through this client end with RuntimeError. Called from another event loop than the
+        one the client was used in, it marks the client closed if that loop has ended (the connections that
+        loop left open are not closed: Python warns of them when collected; close a client in its own loop),
+        and raises RuntimeError if that loop is still running: close the client there.
         """
+        owner = self._loop
+        if owner is not None and owner is not asyncio.get_running_loop():
+            if not owner.is_closed():
+                raise RuntimeError(f"{_OTHER_LOOP}; close it in that loop")
+            self._closed = True
+            if self._hub is not None:
+                self._hub.abandon()
         self._closed = True
         hub = self._hub
         if hub is not None:
@@ -225,7 +240,13 @@ class PortableClient:
         self._telemetry.close()
         session, self._session = self._session, None
         if session is not None:
-            await session.close()
+            if owner is not None and owner.is_closed():
+                connector = session.connector
+                session.detach()  # closing would schedule work on the ended loop
+                if connector is not None:
+                    await connector.close()  # its loop closed: only marks it closed
+            else:
+                await session.close()
 
     def _wait_hub(self) -> WaitHub:
         """Return the hub that runs this client's waits, starting it on first use."""
@@ -236,13 +257,17 @@ class PortableClient:
         elif self._closed:
             raise RuntimeError("this PortableClient is closed; create a new one")
         elif hub.loop is not asyncio.get_running_loop():
-            raise RuntimeError("a PortableClient belongs to the event loop it was first used in; create one per loop")
+            raise RuntimeError(_OTHER_LOOP)
         return hub
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise RuntimeError("this PortableClient is closed; create a new one")
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            # aiohttp would fail later with "Event loop is closed", or hang if that loop runs in another thread.
+            raise RuntimeError(_OTHER_LOOP)
         if self._session is None:
+            self._loop = asyncio.get_running_loop()
             connector = aiohttp.TCPConnector(limit=self._max_concurrency, limit_per_host=0, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -318,8 +343,10 @@ class PortableClient:
                 with self._telemetry.request(wid) as probe:
                     async with session.get(self._prefix + f"{wid}/status", allow_redirects=False) as response:
                         self._answered = True
-                        self._clock.observe(response.headers.get("Date"), sent, time.time())
-                        body = await response.read()
+                        self._clock.observe(
+                            response.headers.get("Date"), sent, time.time(), age=response.headers.get("Age")
+                        )
+                        body = await _read_capped(response, MAX_BODY_BYTES)
                         status_code = response.status
                         headers = response.headers
                     probe.status = status_code
@@ -351,6 +378,13 @@ class PortableClient:
                 self._in_flight -= 1
         if failure is not None:
             return failure
+        if body is None:
+            return InvalidResponseError(
+                f"the answer for workflow {wid} (HTTP {status_code}) is longer than {MAX_BODY_BYTES:,} bytes, the most "
+                "read (a status is a few KB): a proxy's error or an endless stream? Not kept",
+                workflow_id=wid,
+                transient=True,
+            )
         if status_code != 200:
             error = self._error_from(status_code, headers, body, wid)
             if status_code == 429:
@@ -582,3 +616,22 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """Return the body, or None (the connection closed, nothing kept) if it is longer than ``limit`` bytes."""
+    length = response.content_length
+    if length is not None and length <= limit:
+        return await response.read()  # the common case: aiohttp reads exactly Content-Length bytes
+    if length is None:  # chunked, or up to the connection's close: read at most limit + 1 bytes
+        parts: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = await response.content.read(limit + 1 - size)
+            if not chunk:
+                return b"".join(parts)
+            parts.append(chunk)
+            size += len(chunk)
+    # The rest is never read: leaving `session.get`'s block releases the connection, which aiohttp then closes,
+    # as its payload is not at its end.
+    return None

@@ -39,23 +39,49 @@ whenever it sees the run going.
 
 No ``Date`` header at all (a proxy that strips it): the offset is taken as 0 with ``BASE_MARGIN``, the clocks
 are then trusted to agree.
+
+**Answers that lie.** An answer with an ``Age`` header was served from an HTTP cache (RFC 9111), which keeps the
+stored response's original ``Date``: it says nothing about Portable's clock now and is not a sample. And an
+offset beyond ``MAX_PLAUSIBLE_OFFSET`` (5 minutes; NTP keeps real servers within a second) is applied only when
+answers stamped in at least ``OFFSET_QUORUM`` (3) different seconds agree on it. A cached or replayed answer
+repeats its ``Date`` however often it is served, so it counts once; three distinct stamps that keep the same
+offset are a server whose clock really is that far off, which ``after`` must then follow. Until then the
+estimate is made from the plausible samples alone (none: offset 0, as with no ``Date``), and a warning is
+logged once per client.
 """
 
 from __future__ import annotations
 
 import email.utils
+import logging
 import math
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-__all__ = ["BASE_MARGIN", "MAX_MARGIN", "ClockOffset", "ServerClock", "completed_after"]
+__all__ = [
+    "BASE_MARGIN",
+    "MAX_MARGIN",
+    "MAX_PLAUSIBLE_OFFSET",
+    "OFFSET_QUORUM",
+    "ClockOffset",
+    "ServerClock",
+    "completed_after",
+]
+
+logger = logging.getLogger("portable_wait")
 
 BASE_MARGIN = 0.5
 """Seconds of margin below ``after`` for what the clock estimate cannot see (see the module docstring)."""
 
 MAX_MARGIN = 5.0
 """Seconds: the margin never exceeds this, however poor the estimate, so an older result is refused."""
+
+MAX_PLAUSIBLE_OFFSET = 300.0
+"""Seconds: an offset larger than this is applied only when ``OFFSET_QUORUM`` distinct ``Date`` values agree."""
+
+OFFSET_QUORUM = 3
+"""Answers stamped in this many different seconds must agree on an implausible offset before it is applied."""
 
 _SAMPLES = 32
 
@@ -91,27 +117,29 @@ class ServerClock:
     a new sample, over at most 32 samples.
     """
 
-    __slots__ = ("_cached", "_last_date", "_samples")
+    __slots__ = ("_cached", "_last_date", "_samples", "_warned")
 
     def __init__(self) -> None:
         # Each sample: [date string, D, lower bound, upper bound] of the offset, in seconds.
         self._samples: deque[list[float]] = deque(maxlen=_SAMPLES)
         self._last_date: str | None = None
         self._cached: ClockOffset | None = UNKNOWN_OFFSET
+        self._warned = False
 
     def __repr__(self) -> str:
         estimate = self.estimate()
         return f"<ServerClock offset={estimate.offset:+.3f}s error={estimate.error:.3f}s samples={estimate.samples}>"
 
-    def observe(self, date: str | None, sent: float, received: float) -> None:
+    def observe(self, date: str | None, sent: float, received: float, *, age: str | None = None) -> None:
         """Record one answer.
 
         Args:
             date: The answer's ``Date`` header, or None.
             sent: Local wall time (``time.time()``) just before the request was sent.
             received: Local wall time when the answer's headers arrived.
+            age: The answer's ``Age`` header, or None. Any ``Age`` means a cache served it: not a sample.
         """
-        if not date or received < sent:
+        if not date or received < sent or age is not None:
             return
         samples = self._samples
         if date == self._last_date and samples:
@@ -143,8 +171,34 @@ class ServerClock:
                 cached = ClockOffset((low + high) / 2, (high - low) / 2, len(samples))
             else:
                 cached = _marzullo([(s[1], s[2]) for s in samples])
+            if abs(cached.offset) > MAX_PLAUSIBLE_OFFSET:
+                cached = self._implausible(cached)
             self._cached = cached
         return cached
+
+    def _implausible(self, estimate: ClockOffset) -> ClockOffset:
+        """Return ``estimate`` if enough distinct answers back it, else one from the plausible samples only."""
+        low, high = estimate.offset - estimate.error, estimate.offset + estimate.error
+        stamps = {s[0] for s in self._samples if s[1] <= low and high <= s[2]}
+        if len(stamps) >= OFFSET_QUORUM:
+            self._warn(
+                f"Portable's clock is {estimate.offset:+.0f} s off this machine's ({len(stamps)} answers "
+                "agree); `after` is compared on Portable's clock"
+            )
+            return estimate
+        bound = MAX_PLAUSIBLE_OFFSET
+        plausible = [(s[1], s[2]) for s in self._samples if s[1] <= bound and -bound <= s[2]]
+        self._warn(
+            f"ignoring the Date header of answers that put Portable's clock {estimate.offset:+.0f} s off "
+            f"this machine's (more than {bound:g} s, from fewer than {OFFSET_QUORUM} distinct answers: a "
+            "cache or a proxy replaying an old answer?)"
+        )
+        return _marzullo(plausible)
+
+    def _warn(self, message: str) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.warning(message)
 
 
 def completed_after(
@@ -158,7 +212,10 @@ def completed_after(
         offset: Seconds Portable's clock is ahead of the local one (`ClockOffset.offset`).
         margin: Seconds below ``after`` still accepted (`ClockOffset.margin`).
     """
-    return completed_at >= after + timedelta(seconds=offset - margin)
+    try:
+        return completed_at >= after + timedelta(seconds=offset - margin)
+    except OverflowError:  # the threshold is beyond datetime's range: everything, or nothing, is after it
+        return offset - margin < 0
 
 
 def _parse_http_date(value: str) -> float | None:

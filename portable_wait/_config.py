@@ -19,6 +19,8 @@ __all__ = [
     "DEFAULT_POLL",
     "DEFAULT_REQUEST_TIMEOUT",
     "DEFAULT_RETRY",
+    "MAX_BODY_BYTES",
+    "MAX_CONCURRENCY_LIMIT",
     "PollPolicy",
     "RetryPolicy",
     "honour_retry_after",
@@ -29,6 +31,14 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 
 DEFAULT_MAX_CONCURRENCY = 10
 """Requests in flight at once per client, and the size of its connection pool."""
+
+MAX_CONCURRENCY_LIMIT = 1000
+"""The largest ``max_concurrency`` a client accepts: the hub runs a task per slot, and no Portable account
+serves more requests at once (a million slots once took a gigabyte and most of a minute to start)."""
+
+MAX_BODY_BYTES = 1024 * 1024
+"""The largest response body read, in bytes (1 MiB). A status is a few KB; a longer body (a proxy streaming
+endlessly) fails the request with a transient `InvalidResponseError` instead of filling memory."""
 
 DEFAULT_FIRST_CONTACT_TIMEOUT = 30.0
 """Seconds a client keeps trying a server that has never answered it (`PortableClient`'s

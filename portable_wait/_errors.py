@@ -203,7 +203,10 @@ class WaitTimeoutError(PortableError, TimeoutError):
 
 
 def _when(moment: datetime) -> str:
-    utc = moment.astimezone(timezone.utc)
+    try:
+        utc = moment.astimezone(timezone.utc)
+    except (OverflowError, ValueError):  # an error message must never raise: show the moment as given
+        return moment.isoformat()
     text = utc.isoformat(timespec="seconds" if utc.microsecond == 0 else "milliseconds")
     return text.replace("+00:00", "Z")
 

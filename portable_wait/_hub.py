@@ -132,9 +132,34 @@ class WaitHub:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._closed = False
-        self._workers = [
-            self._loop.create_task(self._work(), name=f"{WORKER_NAME}-{i}") for i in range(client.max_concurrency)
-        ]
+        self._dead: set[int] = set()  # workers that died while the hub was open, to replace
+        self._workers = [self._start_worker(i) for i in range(client.max_concurrency)]
+
+    def _start_worker(self, index: int) -> asyncio.Task[None]:
+        task = self._loop.create_task(self._work(), name=f"{WORKER_NAME}-{index}")
+        task.add_done_callback(lambda done: self._worker_ended(index, done))
+        return task
+
+    def _worker_ended(self, index: int, task: asyncio.Task[None]) -> None:
+        # A worker ends only when the hub closes. One that dies otherwise (cancelled from outside, a bug) has
+        # failed its stream's waiters (`_work`) and is replaced, or with max_concurrency=1 every wait of the
+        # client would hang: a loop iteration later if waits are still enrolled, else when the next one enrolls.
+        # Not at once: when asyncio.run() ends it cancels every task, waits included, and a worker started then
+        # would be destroyed pending.
+        if self._closed or self._loop.is_closed():
+            return
+        if not task.cancelled():
+            logger.error("portable-wait hub worker %d raised %r; it will be replaced", index, task.exception())
+        self._dead.add(index)
+        self._loop.call_soon(self._revive, False)
+
+    def _revive(self, enrolling: bool) -> None:
+        if self._closed or not self._dead or not (enrolling or self._streams):
+            return
+        logger.warning("replacing %d portable-wait hub worker(s) that ended while the client was open", len(self._dead))
+        for index in sorted(self._dead):
+            self._workers[index] = self._start_worker(index)
+        self._dead.clear()
 
     def __repr__(self) -> str:
         waiters = sum(len(s.waiters) for s in self._streams.values())
@@ -211,6 +236,8 @@ class WaitHub:
             raise RuntimeError("this PortableClient is closed; create a new one")
 
     def _join(self, waiter: _Waiter) -> None:
+        if self._dead:
+            self._revive(True)
         stream = self._streams.get(waiter.wid)
         if stream is None:
             stream = self._streams[waiter.wid] = _Stream(waiter.wid)
@@ -296,16 +323,20 @@ class WaitHub:
 
     def _tick(self) -> None:
         self._timer, self._timer_at = None, math.inf
-        now = self._loop.time()
-        deadlines, expired = self._deadlines, 0
-        while deadlines and deadlines[0][0] <= now and expired < EXPIRE_CHUNK:
-            waiter = heapq.heappop(deadlines)[2]
-            if waiter.sink is not None:
-                self._expire(waiter)
-                expired += 1
-        if self._polls and self._polls[0][0] <= now:
-            self._wake_one()
-        self._arm()
+        # Re-armed whatever happens: a timer left unarmed would stall every wait of the client.
+        try:
+            now = self._loop.time()
+            deadlines, expired = self._deadlines, 0
+            while deadlines and deadlines[0][0] <= now and expired < EXPIRE_CHUNK:
+                waiter = heapq.heappop(deadlines)[2]
+                if waiter.sink is not None:
+                    self._expire(waiter)
+                    expired += 1
+            if self._polls and self._polls[0][0] <= now:
+                self._wake_one()
+        finally:
+            if not self._closed:
+                self._arm()
 
     def _wake_one(self) -> None:
         idle = self._idle
@@ -316,11 +347,27 @@ class WaitHub:
                 return
 
     def _expire(self, waiter: _Waiter) -> None:
-        last = None
-        stream = self._streams.get(waiter.wid)
-        if waiter.polls and stream is not None and stream.body is not None:
-            last = WorkflowStatus.model_validate_json(stream.body)
-        self._resolve(waiter, waiter.timed_out(last))
+        try:
+            last = None
+            stream = self._streams.get(waiter.wid)
+            if waiter.polls and stream is not None and stream.body is not None:
+                last = WorkflowStatus.model_validate_json(stream.body)
+            outcome: Outcome | BaseException = waiter.timed_out(last)
+        except Exception as error:  # a bug: end this wait with it rather than leave it hanging
+            logger.exception("building the timeout of the wait on workflow %s failed", waiter.wid)
+            outcome = error
+        self._resolve_safely(waiter, outcome)
+
+    def _resolve_safely(self, waiter: _Waiter, outcome: Outcome | BaseException | None) -> None:
+        """`_resolve`, for callback-driven paths: a failure (e.g. in telemetry) still ends the wait."""
+        sink = waiter.sink
+        try:
+            self._resolve(waiter, outcome)
+        except Exception as error:
+            logger.exception("delivering the outcome of the wait on workflow %s failed", waiter.wid)
+            waiter.sink = None
+            if isinstance(sink, asyncio.Future) and not sink.done():
+                sink.set_exception(error)
 
     # -- polling --------------------------------------------------------------------------------------------
 
@@ -352,6 +399,11 @@ class WaitHub:
             try:
                 await self._poll(stream, me)
             except asyncio.CancelledError:
+                if not self._closed:  # killed from outside: its waiters must not hang (see _worker_ended)
+                    for waiter in list(stream.waiters):
+                        self._resolve_safely(
+                            waiter, RuntimeError(f"the wait on workflow {waiter.wid} lost its hub worker")
+                        )
                 raise
             except Exception as error:  # a bug, or the client closed under us: surface it in every waiter
                 for waiter in list(stream.waiters):
@@ -459,6 +511,14 @@ class WaitHub:
         return delay
 
     # -- closing --------------------------------------------------------------------------------------------
+
+    def abandon(self) -> None:
+        """Mark the hub closed without touching its loop: that loop has ended, and its tasks with it."""
+        self._closed = True
+        self._timer = None
+        self._streams.clear()
+        self._polls.clear()
+        self._deadlines.clear()
 
     async def close(self) -> None:
         """Stop every worker; waits still running fail with RuntimeError (the client is closing)."""

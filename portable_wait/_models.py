@@ -8,8 +8,9 @@ Leniency, and where it stops (see the README's "What the models accept"):
   failing the parse: a state Portable adds next year must not crash a two-hour wait. A waiter treats an unknown
   lifecycle as "still going" and an unknown final disposition as "not FAILED";
 * ``completedAt`` is ``null`` or an ISO 8601 timestamp string (not a number, nor a string of digits: pydantic would
-  read either as Unix time); one without an offset is taken as UTC; a leap second (``23:59:60``) is clamped to
-  the last microsecond of ``:59``, as Python's datetime has no second 60;
+  read either as Unix time); one without an offset is taken as UTC, and every value is converted to UTC (one that
+  cannot be, such as ``0001-01-01T00:00:00+01:00``, is refused: `InvalidResponseError`); a leap second
+  (``23:59:60``) is clamped to the last microsecond of ``:59``, as Python's datetime has no second 60;
 * counts are integers of any size or sign (the spec bounds them in neither);
 * ids and counts must be JSON integers (not strings, floats or booleans).
 """
@@ -92,10 +93,17 @@ def _timestamp_only(value: object) -> object:
     raise ValueError("completedAt must be an ISO 8601 timestamp string or null")
 
 
-def _assume_utc(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
+def _in_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
-    return value
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        # "0001-01-01T00:00:00+01:00" is valid ISO 8601 but before datetime.min in UTC: no code can compare
+        # or print it, so it is refused here rather than crash a waiter later.
+        raise ValueError("completedAt is outside the range a UTC timestamp can hold") from None
 
 
 _Strings = Annotated[tuple[StrictStr, ...], BeforeValidator(_none_to_empty)]
@@ -132,7 +140,7 @@ class WorkflowStatus(BaseModel):
     disposition: Disposition
     resources: Annotated[tuple[ResourceStatus, ...], BeforeValidator(_none_to_empty)] = ()
     errors: _Strings = ()
-    completed_at: Annotated[datetime | None, BeforeValidator(_timestamp_only), AfterValidator(_assume_utc)] = Field(
+    completed_at: Annotated[datetime | None, BeforeValidator(_timestamp_only), AfterValidator(_in_utc)] = Field(
         default=None, alias="completedAt"
     )
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from ._clock import UNKNOWN_OFFSET, ServerClock, completed_after
@@ -107,6 +108,7 @@ class WaitOptions:
                 raise ValueError(
                     "after must be timezone-aware, e.g. datetime.now(timezone.utc); a naive datetime is ambiguous"
                 )
+            check_after_range(after)
         if on_poll is not None and not callable(on_poll):
             raise TypeError(f"on_poll must be callable, got {type(on_poll).__name__}")
         seconds = check_timeout(timeout)
@@ -302,10 +304,22 @@ class WaitState:
         if hook is None:
             return
         event = PollEvent(self.wid, self.polls, status, now - self.started, next_delay, error)
+        # A CancelledError the hook raises itself (it awaited a task someone else cancelled) is a hook error,
+        # not a cancellation of this wait: re-raising it would kill the hub worker that runs the hook. A plain
+        # call cannot be cancelled from outside, so one raised synchronously is always the hook's own.
         try:
             result = hook(event)
-            if inspect.isawaitable(result):
-                await result
+        except (Exception, asyncio.CancelledError):
+            logger.exception("on_poll hook raised for workflow %d; ignored", self.wid)
+            return
+        if not inspect.isawaitable(result):
+            return
+        try:
+            await _await_hook(result)
+        except asyncio.CancelledError:
+            if _being_cancelled():
+                raise
+            logger.exception("on_poll hook raised CancelledError for workflow %d; ignored", self.wid)
         except Exception:
             logger.exception("on_poll hook raised for workflow %d; ignored", self.wid)
 
@@ -349,3 +363,59 @@ class WaitState:
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a WaitState snapshot ({type(exc).__name__}: {exc}): {dict(data)!r}") from None
         return state
+
+
+AFTER_RANGE = (datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc))
+"""The ``after`` values accepted: no Portable run predates 1970, and the top leaves room for clock arithmetic."""
+
+
+def check_after_range(after: datetime) -> None:
+    """Raise ValueError naming ``after`` if it is outside `AFTER_RANGE` (an aware datetime is assumed)."""
+    low, high = AFTER_RANGE
+    try:
+        inside = low <= after <= high
+    except OverflowError:  # e.g. datetime.max with a negative offset: beyond what UTC can hold
+        inside = False
+    if not inside:
+        raise ValueError(
+            f"after must be between {low:%Y-%m-%d} and {high:%Y-%m-%d} UTC (the time you triggered the run, read "
+            f"before triggering), got {after.isoformat()}"
+        )
+
+
+class _HookCancelledError(Exception):
+    """A CancelledError the ``on_poll`` hook raised (not a cancellation of the task running it)."""
+
+
+def _being_cancelled() -> bool:
+    """Return True if the current task has been asked to cancel.
+
+    Python 3.11+: ``Task.cancelling()``. 3.10 has no way to ask, so there `_await_hook` runs the hook in a task
+    of its own: a CancelledError that reaches the caller is then always the caller's own cancellation.
+    """
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    return True if cancelling is None else bool(cancelling())
+
+
+async def _await_hook_in_task(result: Awaitable[object]) -> None:
+    """Await a hook's awaitable in a task of its own (Python 3.10, which has no ``Task.cancelling()``).
+
+    A CancelledError then reaches the caller only when the caller itself is cancelled; the hook's own
+    becomes `_HookCancelledError`.
+    """
+    inner = asyncio.ensure_future(result)
+    try:
+        await asyncio.wait({inner})
+    except asyncio.CancelledError:
+        inner.cancel()
+        raise
+    if inner.cancelled():
+        raise _HookCancelledError("the on_poll hook raised CancelledError")
+    inner.result()
+
+
+async def _await_hook_directly(result: Awaitable[object]) -> None:
+    await result
+
+
+_await_hook = _await_hook_directly if sys.version_info >= (3, 11) else _await_hook_in_task

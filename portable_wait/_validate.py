@@ -12,6 +12,7 @@ import math
 from collections.abc import Collection, Iterable, Mapping
 
 __all__ = [
+    "MAX_WORKFLOW_ID",
     "check_bool",
     "check_int",
     "check_keywords",
@@ -24,16 +25,27 @@ __all__ = [
 ]
 
 
+MAX_WORKFLOW_ID = 2**63 - 1
+"""The largest workflow ID accepted: Portable's IDs are 64-bit signed integers."""
+
+
 def check_workflow_id(workflow_id: object) -> int:
     """Return ``workflow_id`` if it is a positive int; raise TypeError or ValueError naming the problem."""
-    if type(workflow_id) is int and workflow_id > 0:
+    if type(workflow_id) is int and 0 < workflow_id <= MAX_WORKFLOW_ID:
         return workflow_id
     if isinstance(workflow_id, bool) or not isinstance(workflow_id, int):
         hint = " (convert it with int(...) first)" if isinstance(workflow_id, str) else ""
         raise TypeError(f"workflow_id must be a positive int, got {type(workflow_id).__name__} {workflow_id!r}{hint}")
     if workflow_id <= 0:
         raise ValueError(f"workflow_id must be a positive int, got {workflow_id}")
+    if workflow_id > MAX_WORKFLOW_ID:
+        raise ValueError(f"workflow_id must be at most 2**63-1 ({MAX_WORKFLOW_ID}), got {_short(workflow_id)}")
     return int(workflow_id)
+
+
+def _short(value: int) -> str:
+    text = str(value) if value.bit_length() < 4000 else f"an int of {value.bit_length()} bits"
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
 
 
 def unique_workflow_ids(workflow_ids: Iterable[object]) -> list[int]:
@@ -59,7 +71,10 @@ def check_number(value: object, name: str, *, what: str = "a number") -> float:
     """Return ``value`` as a float if it is an int or float and not a bool; raise TypeError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond a float's range (10**400): no duration or factor is that large
+        raise ValueError(f"{name} is too large ({_short(int(value))}); it must fit in a float") from None
 
 
 def check_seconds(value: object, name: str, *, allow_zero: bool = False) -> float:
@@ -81,12 +96,14 @@ def check_timeout(timeout: object, name: str = "timeout") -> float | None:
     return None if math.isinf(seconds) else seconds
 
 
-def check_int(value: object, name: str, *, minimum: int) -> int:
-    """Return ``value`` if it is an int (not a bool) >= ``minimum``; raise naming ``name``."""
+def check_int(value: object, name: str, *, minimum: int, maximum: int | None = None) -> int:
+    """Return ``value`` if it is an int (not a bool) >= ``minimum`` (and <= ``maximum``); raise naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise ValueError(f"{name} must be >= {minimum}, got {_short(value)}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {_short(value)}")
     return value
 
 

@@ -53,10 +53,11 @@ from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_POLL, PollPolicy
 from ._errors import PortableError
 from ._fanout import as_completed
 from ._models import Lifecycle, WorkflowStatus
+from ._polling import check_after_range
 from ._redact import RedactingFilter, Redactor, redacted_output
 from ._report import outcome_name, outcome_to_json
 from ._telemetry import ClientStats
-from ._validate import check_seconds
+from ._validate import check_seconds, check_workflow_id
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -118,12 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _positive_id(text: str) -> int:
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"workflow ID must be a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"workflow ID must be a positive integer, got {text!r}")
-    return value
+        if not text.strip().isascii():  # int() reads any script's digits: "٣" would be workflow 3
+            raise ValueError(text)
+        return check_workflow_id(int(text))
+    except ValueError as exc:
+        bound = " at most 2**63-1" if "2**63-1" in str(exc) else ""
+        raise argparse.ArgumentTypeError(f"workflow ID must be a positive integer{bound}, got {text!r}") from None
 
 
 def _seconds(text: str) -> float:
@@ -140,7 +141,7 @@ def _seconds_or_zero(text: str) -> float:
 def _int_between(low: int, high: int) -> Any:
     def parse(text: str) -> int:
         try:
-            value = int(text)
+            value = int(text) if text.strip().isascii() else low - 1
         except ValueError:
             value = low - 1
         if not low <= value <= high:
@@ -352,25 +353,56 @@ def _parse_after(text: str | None) -> datetime | None:
     if value.lower() == "now":
         return datetime.fromtimestamp(time.time() - _NOW_LOOK_BACK, timezone.utc)
     try:
+        if not value.isascii():  # float() reads any script's digits
+            raise ValueError(value)
         seconds = float(value)
     except ValueError:
         pass
     else:
         if not math.isfinite(seconds) or seconds < 0:
             raise _UsageError(f"--after in Unix seconds must be a finite number >= 0, got {text!r}")
+        if seconds < _UNIX_AFTER_MIN:  # 20261129 or 2026 is a date typed without dashes, not 1970
+            raise _UsageError(
+                f"--after {text!r} read as Unix seconds is before 2000-01-01, which cannot be meant; "
+                "use ISO 8601 (e.g. 2026-11-29T04:05:06Z, as `date -u +%FT%TZ` prints)"
+            )
         try:
-            return datetime.fromtimestamp(seconds, timezone.utc)
+            when = datetime.fromtimestamp(seconds, timezone.utc)
         except (OverflowError, OSError, ValueError):
             raise _UsageError(f"--after {text!r} is out of range for a time in Unix seconds") from None
+        return _plausible_after(when, text)
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        # A time typed without an offset is the user's local time.
+        when = when if when.tzinfo is not None else when.astimezone()
+    except (ValueError, OverflowError):
         raise _UsageError(
             f"--after must be an ISO 8601 time (e.g. 2026-11-29T04:05:06Z, as `date -u +%FT%TZ` prints), "
             f"Unix seconds (e.g. 1795925106, as `date +%s` prints), or 'now'; got {text!r}"
         ) from None
-    # A time typed without an offset is the user's local time.
-    return when if when.tzinfo is not None else when.astimezone()
+    return _plausible_after(when, text)
+
+
+_UNIX_AFTER_MIN = 946_684_800
+"""2000-01-01T00:00:00Z in Unix seconds: an --after in Unix seconds before it is a mistyped date."""
+
+_AFTER_FUTURE_SLACK = 300.0
+"""Seconds an --after may be ahead of this machine's clock (clock skew); beyond, no run can have completed after
+it yet, and the wait could only time out."""
+
+
+def _plausible_after(when: datetime, text: str) -> datetime:
+    try:
+        check_after_range(when)
+    except ValueError as exc:
+        raise _UsageError(f"--after {text!r}: {exc}") from None
+    ahead = (when - datetime.now(timezone.utc)).total_seconds()
+    if ahead > _AFTER_FUTURE_SLACK:
+        raise _UsageError(
+            f"--after {text!r} is {ahead:.0f} s in the future (more than {_AFTER_FUTURE_SLACK:.0f} s): no run can "
+            "have completed after it yet; give the time you triggered the run, read before triggering"
+        )
+    return when
 
 
 class _LogHandler(logging.Handler):

@@ -77,6 +77,49 @@ def test_cli_after_since_recipe(fake: FakePortable, cli: RunCli) -> None:
     fake.trigger(1, running=0.05, outcome="SUCCEEDED", shows_after=0.2)
     result = cli(fake, "wait", "1", "--after", since, "--timeout", "5", "--json", *FAST)
     assert result.returncode == 0, result.stderr
-    stale = cli(fake, "wait", "1", "--after", str(time.time() + 3600), "--timeout", "0.3", "--json", *FAST)
+    # An --after later than the run (4 minutes ahead: within the slack kept for clock skew; an hour is refused).
+    stale = cli(fake, "wait", "1", "--after", str(time.time() + 240), "--timeout", "0.3", "--json", *FAST)
     assert stale.returncode == 3
     assert "no run completed after" in stale.stdout + stale.stderr
+
+
+@pytest.mark.parametrize("text", ["20261129", "2026", "946684799", "0"])
+def test_cli_after_unix_seconds_before_2000_are_refused_as_mistyped_dates(text: str) -> None:
+    with pytest.raises(_UsageError, match=r"before 2000-01-01.*use ISO 8601"):
+        _parse_after(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["9999-12-31T23:59:59Z", "253402300799", "0001-01-01T00:00:00+23:59", "1969-12-31T23:59:59Z"]
+)
+def test_cli_after_out_of_range_is_a_usage_error(text: str) -> None:
+    with pytest.raises(_UsageError, match=r"--after .*after must be between 1970-01-01 and 9999-01-01"):
+        _parse_after(text)
+
+
+def test_cli_after_more_than_a_few_minutes_ahead_is_refused() -> None:
+    soon = datetime.now(UTC) + timedelta(seconds=60)  # clock skew: accepted
+    assert _parse_after(soon.isoformat()) == soon
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    with pytest.raises(_UsageError, match=r"in the future.*no run can have completed after it yet"):
+        _parse_after(later.isoformat())
+    with pytest.raises(_UsageError, match="in the future"):
+        _parse_after(str(int(time.time()) + 3600))
+    with pytest.raises(_UsageError, match="in the future"):
+        _parse_after("2999-01-01T00:00:00Z")
+
+
+@pytest.mark.parametrize("text", ["\u0663", "\uff11\uff12", "1\u0663"])
+def test_cli_after_non_ascii_digits_are_not_unix_seconds(text: str) -> None:
+    with pytest.raises(_UsageError, match="ISO 8601"):
+        _parse_after(text)
+
+
+@pytest.mark.parametrize(
+    "args", [["--after", "9999-12-31T23:59:59Z", "1"], ["--after", "20261129", "1"], ["\u0663"], [str(2**63)]]
+)
+def test_cli_bad_after_or_id_exits_2_without_a_traceback(fake: FakePortable, cli: RunCli, args: list[str]) -> None:
+    result = cli(fake, "wait", "--timeout", "1", *args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "error:" in result.stderr

@@ -13,6 +13,7 @@ import pytest
 from portable_wait import (
     Disposition,
     PollPolicy,
+    PortableClient,
     WaitTimeoutError,
     WorkflowFailedError,
     WorkflowStatus,
@@ -104,3 +105,35 @@ async def test_after_timeout_names_the_older_result(fake_portable: FakePortable)
     assert "the last result, SUCCEEDED at 2026-11-29T03:00:00Z, is older" in message
     assert info.value.after == after and info.value.workflow_id == 1
     assert info.value.last_status is not None and info.value.last_status.completed_at == done
+
+
+async def test_after_ignores_the_date_of_answers_served_from_a_cache() -> None:
+    """An HTTP cache keeps the stored answer's original Date (two hours old here) and says so with ``Age``.
+
+    Its Dates tick along (distinct seconds, enough to pass the quorum for a large offset), so only the ``Age``
+    header tells them from a server whose clock is two hours behind; taken at face value they would let the
+    previous run's result, completed an hour ago, pass ``after``.
+    """
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        previous = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+        body = f'{{"id": 1, "lifecycle": "NOT_RUNNING", "disposition": "SUCCEEDED", "completedAt": "{previous}"}}'
+        date = email.utils.formatdate(time.time() - 7200, usegmt=True)
+        head = f"HTTP/1.1 200 OK\r\nDate: {date}\r\nAge: 7200\r\nContent-Type: application/json\r\n"
+        writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n{body}".encode())
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with PortableClient("k" * 24, base_url=url) as client:
+            with pytest.raises(WaitTimeoutError, match="is older"):
+                await wait_for_completion(
+                    client, 1, poll=PollPolicy(initial=0.2, maximum=0.2), after=datetime.now(timezone.utc), timeout=4
+                )
+            assert client.server_clock.estimate().samples == 0
+    finally:
+        server.close()
+        await server.wait_closed()

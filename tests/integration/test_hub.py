@@ -11,6 +11,7 @@ import pytest
 
 from portable_wait import (
     Disposition,
+    InvalidResponseError,
     PollEvent,
     PollPolicy,
     PortableClient,
@@ -263,3 +264,120 @@ async def test_hub_fanout_enrolls_in_chunks_and_cancelling_mid_enrolment_leaves_
     assert hub.streams() == {}
     await asyncio.sleep(0.05)
     assert portable_client._in_flight == 0
+
+
+async def test_hub_timer_survives_a_waiter_whose_timeout_cannot_be_built(
+    fake_portable: FakePortable, portable_client: PortableClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bug building one waiter's timeout error (as an unprintable completedAt once did) must end that wait
+    # with the error, and leave the timer armed for every other wait of the client.
+    from portable_wait._polling import WaitState
+
+    real = WaitState.timed_out
+
+    def broken(self: WaitState, last: WorkflowStatus | None) -> WaitTimeoutError:
+        if self.wid == 31:
+            raise OverflowError("date value out of range")
+        return real(self, last)
+
+    monkeypatch.setattr(WaitState, "timed_out", broken)
+    fake_portable.add_workflow(31, running=60)
+    fake_portable.add_workflow(32, running=0.4)
+    fake_portable.add_workflow(33, running=60)
+    bad = asyncio.create_task(wait_for_completion(portable_client, 31, poll=STEADY, timeout=0.1))
+    good = asyncio.create_task(wait_for_completion(portable_client, 32, poll=STEADY))
+    later = asyncio.create_task(wait_for_completion(portable_client, 33, poll=STEADY, timeout=0.3))
+    with pytest.raises(OverflowError):
+        await asyncio.wait_for(bad, 5)
+    assert (await asyncio.wait_for(good, 5)).disposition is Disposition.SUCCEEDED
+    with pytest.raises(WaitTimeoutError):  # a deadline after the broken one still fires
+        await asyncio.wait_for(later, 5)
+
+
+async def test_hub_completed_at_before_utc_min_fails_the_wait_not_the_hub(
+    fake_portable: FakePortable, portable_client: PortableClient
+) -> None:
+    early = {"lifecycle": "NOT_RUNNING", "disposition": "SUCCEEDED", "completedAt": "0001-01-01T00:00:00+01:00"}
+    fake_portable.add_workflow(34, script=[early])
+    fake_portable.add_workflow(35, running=0.3)
+    triggered = datetime.now(timezone.utc)
+    odd = asyncio.create_task(wait_for_completion(portable_client, 34, poll=STEADY, timeout=0.2, after=triggered))
+    good = asyncio.create_task(wait_for_completion(portable_client, 35, poll=STEADY))
+    with pytest.raises(InvalidResponseError, match="outside the range a UTC timestamp can hold"):
+        await asyncio.wait_for(odd, 5)
+    assert (await asyncio.wait_for(good, 5)).disposition is Disposition.SUCCEEDED
+
+
+async def test_hub_hook_raising_cancelled_error_is_a_hook_error(
+    fake_portable: FakePortable, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The hook awaits a task someone else cancelled: its CancelledError must not kill the only worker.
+    async def hook(event: PollEvent) -> None:
+        victim = asyncio.ensure_future(asyncio.sleep(10))
+        victim.cancel()
+        await victim
+
+    def sync_hook(event: PollEvent) -> None:
+        raise asyncio.CancelledError
+
+    fake_portable.add_workflow(41, running=0.2)
+    fake_portable.add_workflow(42, running=0.2)
+    fake_portable.add_workflow(43, running=0.2)
+    async with fake_portable.client(max_concurrency=1) as client:
+        done = await asyncio.wait_for(
+            asyncio.gather(
+                wait_for_completion(client, 41, poll=STEADY, on_poll=hook),
+                wait_for_completion(client, 42, poll=STEADY),
+                wait_for_completion(client, 43, poll=STEADY, on_poll=sync_hook),
+            ),
+            5,
+        )
+    assert [s.disposition for s in done] == [Disposition.SUCCEEDED] * 3
+    assert "on_poll hook raised CancelledError for workflow 41" in caplog.text
+    assert "on_poll hook raised for workflow 43" in caplog.text
+
+
+async def test_hub_cancelling_the_wait_running_a_hook_still_cancels_it(fake_portable: FakePortable) -> None:
+    started = asyncio.Event()
+
+    async def slow_hook(event: PollEvent) -> None:
+        started.set()
+        await asyncio.sleep(10)
+
+    fake_portable.add_workflow(44, running=60)
+    async with fake_portable.client(max_concurrency=1) as client:
+        task = asyncio.create_task(wait_for_completion(client, 44, poll=STEADY, on_poll=slow_hook))
+        await asyncio.wait_for(started.wait(), 5)
+        await client.aclose()  # cancels the worker mid-hook: that cancellation must go through
+        with pytest.raises(RuntimeError, match="closed"):
+            await asyncio.wait_for(task, 5)
+
+
+async def test_hub_worker_killed_from_outside_is_replaced(fake_portable: FakePortable) -> None:
+    # Mid-request (the fake answers after 0.3 s), so the stream it was polling loses its worker.
+    fake_portable.add_workflow(45, running=60)
+    fake_portable.add_workflow(46, running=0.3)
+    fake_portable.add_fault("slow", workflow_id=45, delay=0.3)
+    async with fake_portable.client(max_concurrency=1) as client:
+        hub = client._wait_hub()
+        stuck = asyncio.create_task(wait_for_completion(client, 45, poll=STEADY))
+        await asyncio.sleep(0.1)
+        hub._workers[0].cancel()
+        with pytest.raises(RuntimeError, match="lost its hub worker"):
+            await asyncio.wait_for(stuck, 5)
+        status = await asyncio.wait_for(wait_for_completion(client, 46, poll=STEADY), 5)
+    assert status.disposition is Disposition.SUCCEEDED
+
+
+async def test_hub_idle_worker_killed_from_outside_is_replaced_for_the_waits_enrolled(
+    fake_portable: FakePortable,
+) -> None:
+    fake_portable.add_workflow(47, running=0.6)
+    slow = PollPolicy(initial=0.3, maximum=0.3, multiplier=1, jitter=0)
+    async with fake_portable.client(max_concurrency=1) as client:
+        wait = asyncio.create_task(wait_for_completion(client, 47, poll=slow))
+        await asyncio.sleep(0.15)  # answered at once; the next poll is due at 0.3 s: the worker is parked
+        hub = client._wait_hub()
+        hub._workers[0].cancel()
+        status = await asyncio.wait_for(wait, 5)
+    assert status.disposition is Disposition.SUCCEEDED

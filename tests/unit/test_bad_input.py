@@ -11,7 +11,7 @@ import math
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -33,6 +33,7 @@ from portable_wait import (
     wait_for_completion,
     wait_for_many,
 )
+from portable_wait._config import MAX_BODY_BYTES, MAX_CONCURRENCY_LIMIT
 
 KEY = "sk-live+SECRET/0123456789="
 BASE = "https://api.portable.io"
@@ -74,6 +75,18 @@ async def _ids_not_positive(mocked: aioresponses) -> None:
         for value in (0, -5):
             with pytest.raises(ValueError, match=f"positive int, got {value}"):
                 await c.get_workflow_status(value)
+
+
+@row("workflow ID above `2**63-1`")
+async def _ids_too_large(mocked: aioresponses) -> None:
+    async with client() as c:
+        for value in (2**63, 2**1000):
+            with pytest.raises(ValueError, match=r"at most 2\*\*63-1 \(9223372036854775807\)"):
+                await c.get_workflow_status(value)
+        assert c.request_count == 0
+    mocked.get(f"{BASE}/v2/workflows/{2**63 - 1}/status", payload={**DONE, "id": 2**63 - 1})
+    async with client() as c:
+        assert (await c.get_workflow_status(2**63 - 1)).id == 2**63 - 1
 
 
 @row("`workflow_ids` a string, or containing a bad ID")
@@ -262,6 +275,29 @@ async def _not_a_status(mocked: aioresponses) -> None:
         assert "SECRETVALUE" not in str(caught.value)
 
 
+@row("server sends `completedAt` before `0001-01-01T00:00:00Z` once in UTC (`0001-01-01T00:00:00+01:00`)")
+async def _completed_at_before_utc_min(mocked: aioresponses) -> None:
+    mocked.get(URL, payload={**DONE, "completedAt": "0001-01-01T00:00:00+01:00"}, repeat=True)
+    async with client() as c:
+        with pytest.raises(InvalidResponseError, match=r"completedAt.*outside the range") as caught:
+            await c.get_workflow_status(7)
+        assert not caught.value.transient and c.request_count == 1
+
+
+@row("server sends a body over 1 MiB (`MAX_BODY_BYTES`; an endless chunked stream)")
+async def _body_over_the_cap(mocked: aioresponses) -> None:
+    # The real 1 MiB limit, chunked, until-close and Content-Length, on a real socket: tests/integration/
+    # test_limits.py. aioresponses cannot feed a body that large, so here the limit is lowered.
+    assert MAX_BODY_BYTES == 1024 * 1024
+    mocked.get(URL, payload={**DONE, "pad": "x" * 2048}, repeat=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("portable_wait._client.MAX_BODY_BYTES", 1024)
+        async with client() as c:
+            with pytest.raises(InvalidResponseError, match="longer than 1,024 bytes") as caught:
+                await c.get_workflow_status(7)
+            assert caught.value.transient and c.request_count == 2  # retried, as a proxy's problem may pass
+
+
 @row("server answers about another workflow ID")
 async def _other_id(mocked: aioresponses) -> None:
     mocked.get(URL, payload={**DONE, "id": 8}, repeat=True)
@@ -316,6 +352,45 @@ async def _bad_base_url_env(mocked: aioresponses) -> None:
             os.environ.pop("PORTABLE_BASE_URL", None)
         else:
             os.environ["PORTABLE_BASE_URL"] = saved
+
+
+@row("`max_concurrency=1001` or more")
+async def _max_concurrency_bound(mocked: aioresponses) -> None:
+    assert PortableClient(KEY, max_concurrency=MAX_CONCURRENCY_LIMIT).max_concurrency == 1000
+    for value in (1001, 10**6, 2**63):
+        with pytest.raises(ValueError, match="max_concurrency must be <= 1000"):
+            PortableClient(KEY, max_concurrency=value)
+
+
+@row("a number too large for a float (`timeout=10**400`, `PollPolicy(initial=10**400)`)")
+async def _numbers_beyond_float(mocked: aioresponses) -> None:
+    huge = 10**400
+    for field in ("initial", "maximum", "multiplier", "outage_tolerance"):
+        with pytest.raises(ValueError, match=rf"PollPolicy\.{field} is too large"):
+            PollPolicy(**{field: huge})
+    with pytest.raises(ValueError, match=r"RetryPolicy\.initial is too large"):
+        RetryPolicy(initial=huge)
+    with pytest.raises(ValueError, match="request_timeout is too large"):
+        PortableClient(KEY, request_timeout=huge)
+    async with client() as c:
+        with pytest.raises(ValueError, match="timeout is too large"):
+            await wait_for_completion(c, 7, timeout=huge)
+        assert c.request_count == 0
+
+
+@row("`after` before 1970 or past 9999-01-01 UTC (`datetime.max`)")
+async def _after_out_of_range(mocked: aioresponses) -> None:
+    late = timezone(timedelta(hours=-23))
+    async with client() as c:
+        for after in (
+            datetime.max.replace(tzinfo=timezone.utc),
+            datetime.max.replace(tzinfo=late),  # beyond what UTC can hold
+            datetime.min.replace(tzinfo=timezone.utc),
+            datetime(1969, 12, 31, 23, 59, tzinfo=timezone.utc),
+        ):
+            with pytest.raises(ValueError, match="after must be between 1970-01-01 and 9999-01-01 UTC"):
+                await wait_for_completion(c, 7, after=after)
+        assert c.request_count == 0
 
 
 @row('`first_contact_timeout=0`, `"30"`')

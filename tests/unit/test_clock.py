@@ -11,7 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portable_wait import WorkflowStatus
-from portable_wait._clock import BASE_MARGIN, MAX_MARGIN, ClockOffset, ServerClock, completed_after
+from portable_wait._clock import (
+    BASE_MARGIN,
+    MAX_MARGIN,
+    MAX_PLAUSIBLE_OFFSET,
+    OFFSET_QUORUM,
+    ClockOffset,
+    ServerClock,
+    completed_after,
+)
 from portable_wait._polling import WaitOptions, WaitState
 
 T0 = 1_790_000_000.0  # a local wall time, seconds
@@ -34,7 +42,7 @@ def test_clock_no_answer_means_offset_zero_and_base_margin() -> None:
     assert clock.estimate().samples == 0
 
 
-@pytest.mark.parametrize("theta", [-5.0, -0.999, 0.0, 0.25, 3.7, 86_400.5])
+@pytest.mark.parametrize("theta", [-5.0, -0.999, 0.0, 0.25, 3.7, 299.0, -299.0])
 @pytest.mark.parametrize("phase", [0.0, 0.3, 0.999])
 def test_clock_one_answer_brackets_the_offset_despite_truncation(theta: float, phase: float) -> None:
     """The Date header drops the fraction of a second: one answer still bounds the offset, within ~0.5 s."""
@@ -117,13 +125,56 @@ def test_clock_honest_answers_always_bracket_the_true_offset(
 ) -> None:
     clock = ServerClock()
     now = T0
+    dates = set()
     for pause, trip, stamped in answers:
         now += pause
         answer(clock, theta, now, latency=trip, served_at=stamped)
+        dates.add(int(now + stamped * trip + theta))
         now += trip
     estimate = clock.estimate()
+    if abs(theta) > MAX_PLAUSIBLE_OFFSET + 2 and len(dates) < OFFSET_QUORUM:
+        assert estimate == ClockOffset(0.0, 0.0, 0)  # too far off, on too few answers: not applied
+        return
+    if MAX_PLAUSIBLE_OFFSET - 2 <= abs(theta) <= MAX_PLAUSIBLE_OFFSET + 2:
+        return  # at the bound, the estimate's rounding decides which side it falls on
     # Date holds whole seconds, so floating-point rounding of T0 + theta can move a bound by an ulp or so.
     assert abs(estimate.offset - theta) <= estimate.error + 1e-6
+
+
+def test_clock_ignores_answers_served_from_a_cache() -> None:
+    """An ``Age`` header: an HTTP cache kept the stored response's original Date (RFC 9111)."""
+    clock = ServerClock()
+    clock.observe(email.utils.formatdate(T0 - 7200, usegmt=True), T0, T0 + 0.01, age="7200")
+    clock.observe(email.utils.formatdate(T0 - 60, usegmt=True), T0 + 1, T0 + 1.01, age="0")
+    assert clock.estimate() == ClockOffset(0.0, 0.0, 0)
+    answer(clock, 1.0, T0 + 2, latency=0.01)
+    assert abs(clock.estimate().offset - 1.0) <= clock.estimate().error
+
+
+@pytest.mark.parametrize("theta", [-7200.0, -1_790_000_000.0, 3600.0])
+def test_clock_one_implausible_date_is_not_applied(theta: float, caplog: pytest.LogCaptureFixture) -> None:
+    """One answer (or one replayed Date) putting the server hours off moves nothing; a warning says so once."""
+    clock = ServerClock()
+    for i in range(5):  # the same Date replayed: counts as one answer, however often it comes
+        clock.observe(email.utils.formatdate(T0 + theta, usegmt=True), T0 + i * 1.5, T0 + i * 1.5 + 0.01)
+    assert clock.estimate() == ClockOffset(0.0, 0.0, 0)
+    answer(clock, 0.4, T0 + 10, latency=0.02)
+    answer(clock, 0.4, T0 + 11.3, latency=0.02)
+    estimate = clock.estimate()
+    assert abs(estimate.offset - 0.4) <= estimate.error + 1e-9  # the plausible answers decide
+    assert caplog.text.count("ignoring the Date header") == 1
+
+
+def test_clock_implausible_offset_applies_once_enough_distinct_answers_agree(caplog: pytest.LogCaptureFixture) -> None:
+    theta = -7200.25
+    clock = ServerClock()
+    for i in range(OFFSET_QUORUM - 1):
+        answer(clock, theta, T0 + i * 1.3, latency=0.01)
+    assert clock.estimate().offset == 0.0
+    answer(clock, theta, T0 + OFFSET_QUORUM * 1.3, latency=0.01)
+    estimate = clock.estimate()
+    assert abs(estimate.offset - theta) <= estimate.error + 1e-9
+    assert len([r for r in caplog.records if r.name == "portable_wait"]) == 1  # one warning per client
 
 
 AFTER = datetime(2026, 11, 29, 4, 0, tzinfo=timezone.utc)

@@ -117,6 +117,16 @@ def test_errors_wait_timeout_says_it_saw_only_results_older_than_after() -> None
     assert "older" not in str(WaitTimeoutError(5, 60, older))
 
 
+def test_errors_wait_timeout_message_never_raises_on_unrepresentable_moments() -> None:
+    # Before datetime.min once in UTC: astimezone() raises OverflowError; the message must still build.
+    early = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))
+    odd = WorkflowStatus.model_construct(
+        id=5, lifecycle=Lifecycle.NOT_RUNNING, disposition=Disposition.SUCCEEDED, completed_at=early
+    )
+    error = WaitTimeoutError(5, 1, odd, after=early)
+    assert "SUCCEEDED at 0001-01-01T00:00:00+01:00" in str(error)
+
+
 def test_errors_transport_error_is_transient_unless_told() -> None:
     assert is_transient(TransportError("reset"))
     assert not is_transient(TransportError("never reached", transient=False))

@@ -39,10 +39,12 @@ def test_models_accept_lowercase_enums_null_lists_and_unknown_fields() -> None:
     assert not hasattr(status, "workspaceId")
 
 
-def test_models_keep_timezone_offsets() -> None:
+def test_models_normalize_timezone_offsets_to_utc() -> None:
     status = WorkflowStatus.model_validate_json(load("failed.json"))
     assert status.completed_at is not None
-    assert status.completed_at.utcoffset() == timedelta(hours=2)
+    assert status.completed_at.utcoffset() == timedelta(0)
+    assert status.completed_at.tzinfo is timezone.utc
+    assert status.completed_at == datetime(2024, 5, 1, 10, 30, tzinfo=timezone.utc)
     assert status.all_errors() == ["Destination rejected the load", "orders: column 'total' is not numeric"]
 
 
@@ -170,3 +172,17 @@ async def test_models_unknown_value_warning_never_shows_a_live_key() -> None:
         logger.removeHandler(handler)
     assert status.lifecycle is Lifecycle.UNKNOWN
     assert len(lines) == 1 and "[redacted]" in lines[0] and key[:8] not in lines[0]
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+01:00", "0001-01-01T00:59:59.999999+01:00"])
+def test_models_refuse_completed_at_that_cannot_be_utc(stamp: str) -> None:
+    # Valid ISO 8601, but before datetime.min once in UTC: nothing could compare or print it later.
+    body = {"id": 1, "lifecycle": "NOT_RUNNING", "disposition": "SUCCEEDED", "completedAt": stamp}
+    with pytest.raises(ValidationError, match="outside the range a UTC timestamp can hold"):
+        WorkflowStatus.model_validate(body)
+
+
+def test_models_accept_the_earliest_utc_completed_at() -> None:
+    body = {"id": 1, "lifecycle": "NOT_RUNNING", "disposition": "SUCCEEDED", "completedAt": "0001-01-01T01:00:00+01:00"}
+    status = WorkflowStatus.model_validate(body)
+    assert status.completed_at == datetime(1, 1, 1, tzinfo=timezone.utc)

@@ -37,7 +37,12 @@ def test_validate_workflow_id_rejects(value: object, error: type[Exception]) -> 
 
 def test_validate_workflow_id_accepts_positive_ints() -> None:
     assert check_workflow_id(568971) == 568971
-    assert check_workflow_id(2**70) == 2**70
+    assert check_workflow_id(2**63 - 1) == 2**63 - 1
+
+
+def test_validate_workflow_id_above_int64_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"at most 2\*\*63-1"):
+        check_workflow_id(2**63)
 
 
 def test_validate_string_id_error_suggests_int() -> None:
