@@ -441,8 +441,9 @@ class PortableClient:
         fresh = [text for text in _strings_of(status) if text not in self._clean]
         if not fresh:
             return status
-        # One pass over all the strings: NUL is no character of a key, so no piece of one straddles a join.
-        if not redactor.contains("\0".join(fresh)):
+        # One pass over all the strings: a line break is no character of a key (nor skipped in matching), so no
+        # piece of one straddles a join.
+        if not redactor.contains("\n".join(fresh)):
             if len(self._clean) < _CLEAN_CACHE:
                 self._clean.update(fresh)
             return status
