@@ -475,8 +475,9 @@ class PortableClient:
         fresh = [text for text in _strings_of(status) if text not in self._clean]
         if not fresh:
             return status
-        # One pass over all the strings: NUL is no character of a key, so no piece of one straddles a join.
-        if not redactor.contains("\0".join(fresh)):
+        # One pass over all the strings, joined by a printable non-key character (a box-drawing bar): a piece of
+        # a key cannot straddle a join, and printable text takes the redactor's fast path.
+        if not redactor.contains("\u2502".join(fresh)):
             if len(self._clean) < _CLEAN_CACHE:
                 self._clean.update(fresh)
             return status

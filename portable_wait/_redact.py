@@ -52,21 +52,56 @@ REDACTED = "[redacted]"
 MIN_PIECE = 8
 T = TypeVar("T")
 
-# One encoded character: a JSON escape, a percent-escape (possibly double), an HTML character reference.
-_UNIT = re.compile(
-    r"\\u([0-9a-fA-F]{4})|\\(/)|%(?:25)?([0-9a-fA-F]{2})|&#([0-9]{1,7});|&#[xX]([0-9a-fA-F]{1,6});|&([a-zA-Z]{2,8});"
+# Characters no key holds and that render as nothing (or are an encoding's artefact, as the NULs of UTF-16 or
+# UTF-32 bytes read as UTF-8 or Latin-1): C0 controls other than tab and line breaks (layout, kept so no span
+# swallows a line break), DEL, C1 controls, and Unicode format characters (category Cf: zero-width spaces and
+# joiners, bidi marks, the BOM, the soft hyphen, tags). The Cf ranges are Unicode 15's; a unit test checks them
+# against the running Python's `unicodedata`.
+_IGNORABLE = (
+    "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+    "\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
 )
+# One encoded character, or one piece of text that decodes to nothing:
+#   JSON / C-style escapes: \uXXXX, \/, \xXX;
+#   percent-escapes, up to four levels deep (%2B, %252B, %25252B, %2525252B), and IIS's %uXXXX;
+#   HTML character references: &#43; &#x2b; &plus; and, without the semicolon (which HTML tolerates), &#43 and
+#   &#x2b, read as the longest ASCII value (so "&#1262" reads "~2", as an eye reads it);
+#   quoted-printable =XX (not its soft line break "=" + newline: a padded base64 key at a line's end reads so);
+#   ANSI escape sequences (CSI, OSC, two-character ESC) and the ignorable characters above (decoded to nothing).
+_UNIT = re.compile(
+    r"\\u([0-9a-fA-F]{4})|\\(/)|\\x([0-9a-fA-F]{2})"
+    r"|%(?:25){0,3}(?:([0-9a-fA-F]{2})|[uU]([0-9a-fA-F]{4}))"
+    r"|&#([0-9]{1,7});|&#[xX]([0-9a-fA-F]{1,6});|&([a-zA-Z]{2,8});"
+    r"|&#(0*(?:1[01][0-9]|12[0-7]|[0-9]{1,2}))|&#[xX](0*[0-7]?[0-9a-fA-F])"
+    r"|=([0-9A-Fa-f]{2})"
+    r"|((?:\x1b\[|\x9b)[0-?]{0,32}[ -/]{0,8}[@-~]|\x1b\][^\x07\x1b]{0,256}(?:\x07|\x1b\\)|\x1b[@-Z\\-_]"
+    f"|[{_IGNORABLE}]+)"
+)
+# The characters that can start a unit; only where one stands is a unit tried (one alternation per position
+# costs ~100 ns a character). Printable text (`str.isprintable`, at C speed) has no ignorable character, and
+# ASCII text none beyond 0x7f: narrower classes scan several times faster than the full one.
+_TRIGGER = re.compile(f"[\\\\%&={_IGNORABLE}]")
+_ASCII_TRIGGER = re.compile("[\\\\%&=\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_PRINTABLE_TRIGGER = re.compile(r"[\\%&=]")
 _NAMED = {"plus": "+", "sol": "/", "equals": "=", "period": ".", "tilde": "~", "lowbar": "_", "hyphen": "-"}
-_LONGEST_UNIT = 11  # "&#0000043;"
+_LONGEST_UNIT = 12  # "%2525252B" + "u0041", "&#0000043;"; longer units (ANSI) only widen the excerpt's first try
 
 
 def _decode_unit(match: re.Match[str]) -> str | None:
-    json_hex, slash, percent, decimal, hexadecimal, name = match.groups()
+    json_hex, slash, c_hex, percent, iis, decimal, hexadecimal, name, bare_decimal, bare_hex, qp, nothing = (
+        match.groups()
+    )
+    if nothing is not None:
+        return ""
     if slash:
         return "/"
     if name is not None:
         return _NAMED.get(name.lower())
-    code = int(decimal) if decimal is not None else int(json_hex or percent or hexadecimal, 16)
+    if decimal is not None or bare_decimal is not None:
+        code = int(decimal or bare_decimal)
+    else:
+        code = int(json_hex or c_hex or percent or iis or hexadecimal or bare_hex or qp, 16)
     return chr(code) if code < 0x110000 else None
 
 
@@ -75,29 +110,48 @@ def _fold(text: str) -> str:
     return text.lower().replace(" ", "+")
 
 
-def _canonical(text: str) -> tuple[str, list[int] | None]:
+def _canonical(text: str) -> tuple[str, tuple[list[int], list[int]] | None]:
     """Return ``text`` with every encoded character decoded and folded, and where each character came from.
 
-    The offsets list has one entry per canonical character (its start in ``text``) plus ``len(text)``; None
-    means the identity (nothing was encoded), the common case, which costs one scan.
+    The offsets are two lists, one entry per canonical character: where its unit starts and ends in ``text``.
+    None means the identity (nothing was encoded), the common case, which costs one scan. A unit decoded to
+    nothing (an ANSI sequence, a NUL) has no entry: a span that runs across it covers it, one that ends or
+    starts next to it leaves it (so an ANSI reset after a key survives its redaction).
     """
-    if "\\" not in text and "%" not in text and "&" not in text:
-        return _fold(text), None
+    if text.isprintable():
+        if "\\" not in text and "%" not in text and "&" not in text and "=" not in text:
+            return _fold(text), None
+        trigger = _PRINTABLE_TRIGGER
+    else:
+        trigger = _ASCII_TRIGGER if text.isascii() else _TRIGGER
     chars: list[str] = []
     starts: list[int] = []
+    ends: list[int] = []
     position = 0
-    for match in _UNIT.finditer(text):
+    for hit in trigger.finditer(text):
+        if hit.start() < position:
+            continue
+        match = _UNIT.match(text, hit.start())
+        if match is None:
+            continue
         decoded = _decode_unit(match)
         if decoded is None:
             continue
-        chars.append(text[position : match.start()])
-        starts.extend(range(position, match.start()))
-        chars.append(decoded)
-        starts.append(match.start())
+        start = match.start()
+        chars.append(text[position:start])
+        starts.extend(range(position, start))
+        ends.extend(range(position + 1, start + 1))
+        if decoded:
+            chars.append(decoded)
+            starts.append(start)
+            ends.append(match.end())
         position = match.end()
+    if not position:
+        return _fold(text), None
     chars.append(text[position:])
-    starts.extend(range(position, len(text) + 1))
-    return _fold("".join(chars)), starts
+    starts.extend(range(position, len(text)))
+    ends.extend(range(position + 1, len(text) + 1))
+    return _fold("".join(chars)), (starts, ends)
 
 
 def _base64_forms(key: str) -> list[str]:
@@ -132,8 +186,10 @@ class Redactor:
         secrets = [k for k in dict.fromkeys(keys) if k]
         expanded = secrets + [form for k in secrets for form in _base64_forms(k)]
         grams: dict[int, set[str]] = {}
-        for secret in expanded:
-            folded = _fold(secret)
+        # A key's own text may read as an escape ("=4B", "%41"): its decoded form is looked for too.
+        for folded in {form for secret in expanded for form in (_fold(secret), _canonical(secret)[0])}:
+            if not folded:
+                continue
             size = min(MIN_PIECE, len(folded))
             grams.setdefault(size, set()).update(folded[i : i + size] for i in range(len(folded) - size + 1))
         self.__count = len(secrets)
@@ -171,15 +227,15 @@ class Redactor:
         """Return ``text`` with every form of every key replaced by ``[redacted]``."""
         if not self.__grams or not text:
             return text
-        canonical, starts = _canonical(text)
+        canonical, offsets = _canonical(text)
         spans = self._spans(canonical)
         if not spans:
             return text
         out = []
         last = 0
         for start, end in spans:
-            if starts is not None:
-                start, end = starts[start], starts[end]
+            if offsets is not None:
+                start, end = offsets[0][start], offsets[1][end - 1]
             out.append(text[last:start])
             out.append(REDACTED)
             last = end

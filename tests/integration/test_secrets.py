@@ -82,15 +82,23 @@ def html_escaped(key: str, rnd: random.Random) -> str:
 # -- what may not appear ------------------------------------------------------------------------------------
 
 
+_INVISIBLE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\ufeff\xad]"
+)
+
+
 def _unescape(text: str) -> str:
     """Undo every encoding the redactor knows, independently of it: a leak in any of them becomes raw."""
+    text = _INVISIBLE.sub("", text)  # NULs of UTF-16/32, ANSI codes, zero-width characters: unseen on a terminal
     previous = None
     while previous != text:
         previous = text
+        text = re.sub(r"\\x([0-9a-fA-F]{2})|%u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1) or m.group(2), 16)), text)
         text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text)
         text = text.replace("\\/", "/")
         text = urllib.parse.unquote(text)
         text = html.unescape(text)
+        text = _INVISIBLE.sub("", text)
     return text
 
 
@@ -224,6 +232,31 @@ CHANNELS: dict[str, Script] = {
     ),
     # A header echoed in an error message (the content type of a body that is not JSON).
     "content type": lambda k, r: _http("200 OK", b"<html>", {"Content-Type": f"text/html; auth={k}"}),
+    # Bodies in another charset, read as UTF-8: the key with NULs between its characters (invisible on a terminal).
+    "500 utf-16le json": lambda k, r: _http(
+        "500 Error",
+        json.dumps({"message": f"Bearer {k}"}).encode("utf-16-le"),
+        {"Content-Type": "application/json; charset=utf-16le"},
+    ),
+    "503 utf-16be text": lambda k, r: _http(
+        "503 Unavailable", f"Bearer {k}".encode("utf-16-be"), {"Content-Type": "text/plain; charset=utf-16be"}
+    ),
+    "non-json utf-32": lambda k, r: _http(
+        "200 OK", f"{_filler(r, 5)} {k}".encode("utf-32"), {"Content-Type": "text/plain; charset=utf-32"}
+    ),
+    "redirect triple": lambda k, r: _http(
+        "302 Found",
+        b"",
+        {"Location": "https://x.example/?t=" + urllib.parse.quote(url_encoded(k, r), safe="").replace("%", "%25")},
+    ),
+    # The key interleaved with what renders as nothing: ANSI colour codes, zero-width spaces.
+    "400 ansi interleaved": lambda k, r: _http(
+        "400 Bad Request", ("".join(f"\x1b[{r.randrange(40)}m{c}" for c in k)).encode()
+    ),
+    "errors zero-width": lambda k, r: _http(
+        "200 OK",
+        _status_json(disposition="FAILED", errors=json.dumps(["\u200b".join(k), "\u2060".join(k)])),
+    ),
 }
 
 

@@ -55,6 +55,19 @@ FORMS = {
     "base64 offset 2": base64.b64encode(f"xy{KEY}".encode()).decode(),
     "base64url": base64.urlsafe_b64encode(f"Bearer {KEY}".encode()).decode(),
     "python bytes repr": repr(KEY.encode()),
+    "url triple": urllib.parse.quote(urllib.parse.quote(urllib.parse.quote(KEY, safe=""), safe=""), safe=""),
+    "url quadruple": "".join(f"%252525{ord(c):02X}" if not c.isalnum() else c for c in KEY),
+    "url %u (IIS)": "".join(f"%u{ord(c):04X}" if not c.isalnum() else c for c in KEY),
+    "c \\x escapes": "".join(f"\\x{ord(c):02x}" if not c.isalnum() else c for c in KEY),
+    "html decimal no semicolon": "".join(f"&#{ord(c)}" if not c.isalnum() else c for c in KEY),
+    "html hex no semicolon": "".join(f"&#x{ord(c):x}" if not c.isalnum() else c for c in KEY),
+    "quoted-printable all": "".join(f"={ord(c):02X}" for c in KEY),
+    "utf-16le read as utf-8": KEY.encode("utf-16-le").decode(),
+    "utf-16be read as latin-1": KEY.encode("utf-16-be").decode("latin-1"),
+    "utf-32 read as utf-8": KEY.encode("utf-32-le").decode(),
+    "ansi per char": "".join(f"\x1b[1;31m{c}" for c in KEY),
+    "zero-width joined": "\u200b".join(KEY),
+    "soft hyphen and bidi joined": "".join(c + "\u00ad\u202e" for c in KEY[:-1]) + KEY[-1],
 }
 
 
@@ -66,7 +79,8 @@ def test_redact_removes_every_form_of_the_key(form: str) -> None:
     assert cleaned.startswith("token ") and cleaned.endswith(" rejected")
     # What is left holds no 8-character piece of the key; of a base64 form, only what encodes the bytes around it.
     assert not any(KEY[i : i + 8] in cleaned for i in range(len(KEY) - 7))
-    assert len(cleaned) <= len("token  rejected") + len(REDACTED) + (16 if form.startswith("base64") else 3)
+    slack = 16 if form.startswith(("base64", "ansi", "utf-32")) else 3  # encoded bytes or skipped units around
+    assert len(cleaned) <= len("token  rejected") + len(REDACTED) + slack
 
 
 @pytest.mark.parametrize("cut", [8, 9, 14, 20, len(KEY) - 1])
@@ -215,3 +229,46 @@ async def test_redact_errors_built_elsewhere_while_a_client_lives() -> None:
         assert KEY[:8] not in str(WorkflowFailedError(status))
         api = PortableAPIError(500, f"echo {KEY}")
         assert KEY[:8] not in str(api) and KEY[:8] not in api.message
+
+
+def test_redact_bare_html_reference_reads_as_the_eye_does() -> None:
+    # "&#1262" is "~" then "2" to a reader (HTML would take U+04EE): the ASCII reading is the one matched.
+    key = "Zq7+Kx/9mW=e~R.t_Y-uP3+/nB8=vL~2.hJ_0-A"
+    text = "".join(f"&#{ord(c)}" if not c.isalnum() else c for c in key)
+    assert redact(text, key) == REDACTED
+
+
+def test_redact_leaves_skipped_characters_outside_the_key() -> None:
+    # An ANSI reset after the key, a line break after a padded key, a UTF-16 NUL: kept, so layout survives.
+    assert redact(f"x \x1b[31m{KEY}\x1b[0m y", KEY) == f"x \x1b[31m{REDACTED}\x1b[0m y"
+    assert redact(f"a {KEY}\nb", KEY) == f"a {REDACTED}\nb"
+    assert redact("\x00".join(f"k {KEY}") + "\x00", KEY).endswith(f"{REDACTED}\x00")
+
+
+def test_redact_key_that_reads_as_an_escape() -> None:
+    for key in ("abc=4Bxyz123", "ab%41cdefgh", "a&#43bcdefgh"):
+        assert redact(f"k {key} .", key) == f"k {REDACTED} .", key
+
+
+def test_redact_leaves_text_with_escape_like_pieces_alone() -> None:
+    text = "row_count=42 a=\n b 50% \x1b[0m done \u200b &#43 %u0041"
+    assert redact(text, KEY) == text
+
+
+def test_redact_ignorable_class_covers_every_format_character() -> None:
+    import re
+    import unicodedata
+
+    from portable_wait._redact import _IGNORABLE
+
+    ignorable = re.compile(f"[{_IGNORABLE}]")
+    missing = [hex(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf" and not ignorable.match(chr(c))]
+    assert not missing
+    assert not ignorable.match("\t") and not ignorable.match("\n") and not ignorable.match("\r")
+
+
+def test_redact_clean_printable_text_takes_the_fast_path() -> None:
+    from portable_wait._redact import _canonical
+
+    assert _canonical("orders\u2502RUNNING\u2502customers")[1] is None
+    assert _canonical("a=b, 100% & more")[1] is None  # triggers seen, no unit: still the identity
