@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from ._errors import PortableAPIError, PortableError, WaitTimeoutError, WorkflowFailedError
 from ._models import WorkflowStatus
-from ._redact import redact_payload
-
-if TYPE_CHECKING:
-    from ._client import PortableClient
+from ._redact import Redactor, redact_payload
 
 __all__ = ["outcome_name", "outcome_status", "outcome_to_json", "redact_event"]
 T = TypeVar("T")
 
 
-def redact_event(payload: T, client: PortableClient | None = None) -> T:
-    """Return an Airflow trigger event's JSON payload with ``client``'s key and every live client's removed.
+def redact_event(payload: T, key: str | None = None) -> T:
+    """Return an Airflow event's JSON payload with ``key`` (the connection's) and every live client's removed.
 
     Server text is redacted where the client parses it; this is the last check before the payload leaves the
-    triggerer (into Airflow's database and task logs), and it needs no Airflow import.
+    triggerer (into Airflow's database and task logs). It needs no Airflow import, so the main suite tests the
+    function Airflow's `_event_payload` calls; ``key`` works after the client is closed (its key unregistered).
     """
-    return redact_payload(payload, client._redactor if client is not None else None)
+    return redact_payload(payload, Redactor(key) if key else None)
 
 
 def outcome_name(outcome: WorkflowStatus | PortableError) -> str:

@@ -59,8 +59,7 @@ from ._airflow_provider import FIELD_BEHAVIOUR, TEST_WORKFLOW_FIELD, get_provide
 from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_POLL
 from ._hub import poll_round
 from ._polling import WaitOptions, WaitState
-from ._redact import Redactor, redact_payload
-from ._report import outcome_name, outcome_to_json
+from ._report import outcome_name, outcome_to_json, redact_event
 from ._validate import unique_workflow_ids
 
 __all__ = [
@@ -402,7 +401,7 @@ def _event_payload(
         "succeeded_ids": succeeded,
         "counts": dict(Counter(record["outcome"] for record in records.values())),
     }
-    return redact_payload(payload, Redactor(key) if key else None)
+    return redact_event(payload, key)
 
 
 def _stops_the_wait(outcome: Outcome) -> bool:

@@ -356,7 +356,7 @@ async def _library_wait(
             outcome: Any = await wait_for_completion(client, WID, timeout=0.3, poll=FAST_POLL, on_poll=events.append)
         except Exception as error:
             outcome = error
-        payload = redact_event({"results": {str(WID): outcome_to_json(WID, outcome)}}, client)
+        payload = redact_event({"results": {str(WID): outcome_to_json(WID, outcome)}}, key)
         if many:  # the fan-out raises an exception group of every failure
             try:
                 await wait_for_many(client, [WID], timeout=0.3, poll=FAST_POLL)

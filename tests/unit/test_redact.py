@@ -210,11 +210,11 @@ def test_redacting_stream_and_redirected_output(capsys: pytest.CaptureFixture[st
     assert out == f"{REDACTED}\n" and err == f"{REDACTED}\n"
 
 
-async def test_redact_event_uses_the_clients_key_after_close() -> None:
+async def test_redact_event_uses_the_connections_key_after_close() -> None:
     client = PortableClient(KEY)
-    await client.aclose()
+    await client.aclose()  # its key is no longer live: only the key passed in can redact it
     event = {"status": "failure", "message": f"workflow 7: FAILED: {KEY}", "results": {}}
-    assert KEY not in json.dumps(redact_event(event, client))
+    assert KEY not in json.dumps(redact_event(event, KEY))
     assert redact_event({"message": "fine"}) == {"message": "fine"}
 
 
