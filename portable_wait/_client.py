@@ -1,6 +1,6 @@
 """`PortableClient`: one pooled aiohttp session, a bearer token, typed errors and retries.
 
-Every request goes through `PortableClient._attempt`, the one choke point where the concurrency bound, the
+Every request goes through `PortableClient._exchange`, the one choke point where the concurrency bound, the
 request budget, error mapping and redaction happen.
 """
 
@@ -34,6 +34,7 @@ from ._config import (
     MAX_CONCURRENCY_LIMIT,
     RetryPolicy,
 )
+from ._deadlines import RequestDeadlines
 from ._errors import (
     InvalidResponseError,
     PortableAPIError,
@@ -79,8 +80,10 @@ class PortableClient:
             default) means the ``PORTABLE_BASE_URL`` environment variable when it is set and not blank, else
             ``https://api.portable.io``; an explicit argument always wins over the variable.
         request_timeout: Seconds one HTTP request may take, from sending it to reading the whole body.
-            Default 30. (``timeout=`` is its deprecated old name, accepted with a ``DeprecationWarning`` until
-            the next release: everywhere else ``timeout`` means a whole wait.)
+            Default 30. One timer per client keeps it for every request in flight, checking every 1/16 of it
+            (at most every second): a request is cut off at most that much late. (``timeout=`` is its
+            deprecated old name, accepted with a ``DeprecationWarning`` until the next release: everywhere else
+            ``timeout`` means a whole wait.)
         retry: How transient failures of one request are retried. Default ``RetryPolicy()``.
         max_concurrency: Requests in flight at once, across everything using this client; also the size of
             the connection pool. Default 10, at most 1,000 (`MAX_CONCURRENCY_LIMIT`).
@@ -145,6 +148,8 @@ class PortableClient:
         self._unregister = weakref.finalize(self, unregister_key, key)
         self._clean: set[str] = set()
         self._timeout = request_timeout
+        # One loop timer for every request's timeout, rather than aiohttp's one timer per request (see _deadlines).
+        self._deadlines = RequestDeadlines(request_timeout)
         self._retry = retry
         self._max_concurrency = max_concurrency
         self._pacer = Pacer(rate_limit, max_pause=retry.retry_after_cap)
@@ -238,6 +243,7 @@ class PortableClient:
             await hub.close()
         self._unregister()
         self._telemetry.close()
+        self._deadlines.close()
         session, self._session = self._session, None
         if session is not None:
             if owner is not None and owner.is_closed():
@@ -272,7 +278,7 @@ class PortableClient:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                timeout=aiohttp.ClientTimeout(),  # none: request_timeout is kept by self._deadlines
                 raise_for_status=False,
                 auto_decompress=True,
             )
@@ -298,13 +304,11 @@ class PortableClient:
             TypeError, ValueError: ``workflow_id`` is not a positive int.
         """
         wid = check_workflow_id(workflow_id)
-        try:
-            return await self._attempt(wid)
-        except PortableError as error:
-            if not is_transient(error):
-                raise
-            first = error
-        # Retried outside the except block, so the last error does not carry the first on __context__.
+        first = await self._exchange(wid)
+        if not isinstance(first, PortableError):
+            return first
+        if not is_transient(first):
+            raise first
         return await _retry.retry_request(
             functools.partial(self._attempt, wid),
             self._retry,
@@ -314,8 +318,9 @@ class PortableClient:
         )
 
     async def _attempt(self, wid: int) -> WorkflowStatus:
-        # Raised here, not where the answer is read: a traceback's frames then hold no local bound to the raw
-        # body, the response or its headers, which error reporters that record locals (Sentry) would show.
+        # Raised here (and in get_workflow_status), not where the answer is read: a traceback's frames then hold
+        # no local bound to the raw body, the response or its headers, which error reporters that record locals
+        # (Sentry) would show.
         outcome = await self._exchange(wid)
         if isinstance(outcome, PortableError):
             raise outcome
@@ -323,32 +328,49 @@ class PortableClient:
 
     async def _exchange(self, wid: int) -> WorkflowStatus | PortableError:
         """Make one request; return its status, or the error it ended in (never raised here)."""
-        session = self._ensure_session()
-        assert self._semaphore is not None
-        async with self._semaphore:
-            if self._pacer.engaged:
-                sent_at = await self._pacer.acquire()
+        # This runs for every request: the common case (open session, same loop, unpaced) reads few attributes.
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if session is None or loop is not self._loop or self._closed:
+            session = self._ensure_session()  # opens it, or raises (closed, another loop)
+        semaphore = self._semaphore
+        assert semaphore is not None
+        pacer = self._pacer
+        async with semaphore:
+            if pacer.engaged:
+                sent_at = await pacer.acquire()
             else:
-                sent_at = self._pacer.count_send(asyncio.get_running_loop().time())
+                sent_at = pacer.count_send(loop.time())
             self._in_flight += 1
             self._requests += 1
             if self._first_try is None:
-                self._first_try = asyncio.get_running_loop().time()
+                self._first_try = loop.time()
             sent = time.time()
             # Failures are built into `failure` and raised outside any except block, so no exception of ours has
             # aiohttp's error (whose repr shows the request headers, key included) on __cause__ or __context__.
             failure: PortableError | None = None
+            # Timed from here: the exchange only, not the wait for the semaphore or the pacer.
+            deadline = self._deadlines.start(loop)
             try:
-                # Timed from here: the exchange only, not the wait for the semaphore or the pacer.
                 with self._telemetry.request(wid) as probe:
-                    async with session.get(self._prefix + f"{wid}/status", allow_redirects=False) as response:
-                        self._answered = True
-                        self._clock.observe(
-                            response.headers.get("Date"), sent, time.time(), age=response.headers.get("Age")
-                        )
-                        body = await _read_capped(response, MAX_BODY_BYTES)
-                        status_code = response.status
-                        headers = response.headers
+                    try:
+                        async with session.get(self._prefix + f"{wid}/status", allow_redirects=False) as response:
+                            self._answered = True
+                            self._clock.observe(
+                                response.headers.get("Date"), sent, time.time(), age=response.headers.get("Age")
+                            )
+                            body: bytes | None
+                            length = response.content_length
+                            if length is not None and length <= MAX_BODY_BYTES:
+                                body = await response.read()  # the common case: exactly Content-Length bytes
+                            else:
+                                body = await _read_capped(response, MAX_BODY_BYTES)
+                            status_code = response.status
+                            headers = response.headers
+                    except asyncio.CancelledError:
+                        if not self._deadlines.expired(deadline):
+                            raise  # the caller's cancellation, not our timeout
+                        raise asyncio.TimeoutError from None  # recorded by the probe, reported below
                     probe.status = status_code
             except asyncio.TimeoutError:
                 failure = self._transport_error(
@@ -375,6 +397,7 @@ class PortableClient:
                     f"{_connection_failure(exc)} ({detail})",
                 )
             finally:
+                self._deadlines.finish(deadline)
                 self._in_flight -= 1
         if failure is not None:
             return failure
@@ -388,9 +411,9 @@ class PortableClient:
         if status_code != 200:
             error = self._error_from(status_code, headers, body, wid)
             if status_code == 429:
-                self._pacer.on_rate_limited(error.retry_after, sent_at=sent_at)
+                pacer.on_rate_limited(error.retry_after, sent_at=sent_at)
             return error
-        self._pacer.on_success()
+        pacer.on_success(loop.time())
         return self._outcome_of(body, wid, headers.get("Content-Type", ""))
 
     def _describe(self, exc: object, *, name: bool = True) -> str:
@@ -472,7 +495,14 @@ class PortableClient:
         """
         redactor = self._redactor
         # Resource names come back on every poll: strings already found clean are not scanned again.
-        fresh = [text for text in _strings_of(status) if text not in self._clean]
+        clean = self._clean
+        if not status.errors:
+            for resource in status.resources:
+                if resource.errors or resource.name not in clean:
+                    break
+            else:
+                return status  # the common status: nothing new to scan
+        fresh = [text for text in _strings_of(status) if text not in clean]
         if not fresh:
             return status
         # One pass over all the strings, joined by a printable non-key character (a box-drawing bar): a piece of

@@ -158,7 +158,6 @@ class Pacer:
 
     __slots__ = (
         "_acks",
-        "_answers",
         "_blind_until",
         "_born",
         "_capacity",
@@ -173,7 +172,7 @@ class Pacer:
         "_next_slot",
         "_paused_until",
         "_reference",
-        "_sends",
+        "_refusals",
         "_sent",
         "_server_pause_end",
         "_successes",
@@ -194,9 +193,8 @@ class Pacer:
         self._clock = clock or _monotonic_loop_time
         self._lock: asyncio.Lock | None = None
         self._sent: deque[float] = deque()  # sends in the last WINDOW, for the spacing rule
-        self._sends: deque[float] = deque()  # sends in the last SAMPLE_WINDOW
         self._acks: deque[float] = deque()  # successful answers in the last SAMPLE_WINDOW
-        self._answers: deque[float] = deque()  # every answer (success or 429) in the last SAMPLE_WINDOW
+        self._refusals: deque[float] = deque()  # 429 answers in the last SAMPLE_WINDOW
         self._next_slot = 0.0
         self._paused_until = 0.0
         self._blind_until = -math.inf
@@ -227,8 +225,10 @@ class Pacer:
 
     def current_rate(self) -> float | None:
         """Return the requests per second now allowed, or None when unlimited."""
-        rates = [r for r in (self._fixed, self._learned) if r is not None]
-        return min(rates) if rates else None
+        fixed, learned = self._fixed, self._learned
+        if learned is None:
+            return fixed
+        return learned if fixed is None else min(fixed, learned)
 
     def delay(self, now: float) -> float:
         """Return how long, in seconds from ``now``, the next request must wait (0 or less: send now)."""
@@ -261,7 +261,11 @@ class Pacer:
             return self.count_send(now)
 
     def count_send(self, now: float) -> float:
-        """Count a request sent at ``now`` (the pacer's clock) and return ``now``."""
+        """Count a request sent at ``now`` (the pacer's clock) and return ``now``.
+
+        Unpaced (no fixed or learned rate), this only notes the client's first send: the estimator reads
+        rates from answers, so a client that sends thousands of requests a second pays nothing per send.
+        """
         rate = self.current_rate()
         if rate is not None:
             # Spaced from the slot this request had, not from when it left: an event loop that wakes a
@@ -270,7 +274,6 @@ class Pacer:
             spacing = SPACING_MARGIN / rate
             self._next_slot = max(self._next_slot + spacing, now + CATCH_UP * spacing)
             self._sent.append(now)
-        _push(self._sends, now)
         if self._born is None:
             self._born = now
         return now
@@ -286,7 +289,7 @@ class Pacer:
         resumed = min(self._paused_until, now)  # when sending last resumed after a pause
         self.rate_limited += 1
         self.loss += (1.0 - self.loss) * LOSS_WEIGHT
-        _push(self._answers, now)
+        _push(self._refusals, now)
         # A header-less 429 asks for no pause: the client-wide pause is ours to choose, so it grows with how
         # often 429s come, from none for a stray (a lone 429 among successes) to DEFAULT_429_PAUSE for a
         # cluster. A stray otherwise stops every waiter for a second: at 1% of answers that halves a fan-out.
@@ -310,13 +313,13 @@ class Pacer:
 
     def _learn(self, now: float, resumed: float) -> None:
         accepted = float(_count(self._acks, now))
-        answered = _count(self._answers, now)
+        refused = _count(self._refusals, now)
+        answered = int(accepted) + refused
         # A window younger than a second, or overlapping a pause of our own choosing, is no capacity sample.
         age = now - (now if self._born is None else self._born)
         sampled = now >= self._blind_until and age >= SAMPLE_WINDOW
         learned = self._learned
         if learned is None:
-            refused = answered - accepted
             if now >= self._blind_until and (
                 (refused >= MIN_REFUSED and accepted < (1.0 - CAPACITY_TOLERANCE) * answered)
                 or 0 <= now - self._server_pause_end < SAMPLE_WINDOW
@@ -332,7 +335,10 @@ class Pacer:
                 covered = min(SAMPLE_WINDOW, age, now - resumed)
                 if covered < 0.1:
                     return  # too short a stretch of sending to tell a rate
-                sending = sum(1 for t in self._sends if t >= now - covered) / covered
+                # Answers, not sends: they come at the rate requests left, one round trip later.
+                since = now - covered
+                answers = sum(1 for t in self._acks if t >= since) + sum(1 for t in self._refusals if t >= since)
+                sending = answers / covered
                 self._cut(sending, sending * (1.0 - cut), now)
             return
         if sampled and accepted < (1.0 - CAPACITY_TOLERANCE) * learned:
@@ -377,12 +383,23 @@ class Pacer:
         self._cut_at = now
         self.engaged = True
 
-    def on_success(self) -> None:
-        """Record a successful answer: it is a sample of capacity, and it earns the learned rate back."""
-        now = self._clock()
-        self.loss -= self.loss * LOSS_WEIGHT
-        _push(self._acks, now)
-        _push(self._answers, now)
+    def on_success(self, now: float | None = None) -> None:
+        """Record a successful answer: it is a sample of capacity, and it earns the learned rate back.
+
+        Args:
+            now: The pacer's clock when the answer came (the client passes the loop time it already read);
+                None to read it here.
+        """
+        if now is None:
+            now = self._clock()
+        loss = self.loss
+        if loss:
+            # Decays to exactly 0 (below one part in a million) so that the common case skips this.
+            self.loss = loss - loss * LOSS_WEIGHT if loss > 1e-6 else 0.0
+        acks = self._acks
+        acks.append(now)  # _push, inlined: this runs for every answer
+        if now - acks[0] >= SAMPLE_WINDOW:
+            _count(acks, now)
         if self._learned is None:
             return
         self._successes += 1
