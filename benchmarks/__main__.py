@@ -1,6 +1,6 @@
 """Run the benchmarks and write docs/performance.md: ``python -m benchmarks [NAME ...]``.
 
-Names: overhead, profile, scale, economy, schedule, hub, pacing, report. With no name every benchmark runs
+Names: overhead, profile, scale, economy, schedule, hub, pacing, pacing-sim, report. With no name every benchmark runs
 (about an hour on a 2-core machine), then the report is assembled; ``report`` alone rebuilds docs/performance.md
 from the stored sections without running anything. Each benchmark saves its section under docs/bench-results/,
 so one can be re-run alone and the report rebuilt. Requirements are checked before anything runs: the plots need the
@@ -13,7 +13,17 @@ import importlib.util
 import sys
 from collections.abc import Callable
 
-from . import bench_economy, bench_hub, bench_overhead, bench_pacing, bench_profile, bench_scale, bench_schedule, report
+from . import (
+    bench_economy,
+    bench_hub,
+    bench_overhead,
+    bench_pacing,
+    bench_profile,
+    bench_scale,
+    bench_schedule,
+    report,
+    sim_pacing,
+)
 
 BENCHMARKS: dict[str, Callable[[], object]] = {
     "overhead": bench_overhead.run,
@@ -23,6 +33,7 @@ BENCHMARKS: dict[str, Callable[[], object]] = {
     "schedule": bench_schedule.run,
     "hub": bench_hub.run,
     "pacing": bench_pacing.run,
+    "pacing-sim": sim_pacing.run,
 }
 NEEDS_MATPLOTLIB = frozenset({"economy", "schedule", "pacing"})  # they draw plots into docs/img/
 INSTALL_BENCH = "pip install -e '.[bench]'"
