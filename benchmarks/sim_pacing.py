@@ -3,7 +3,8 @@
 ``python -m benchmarks pacing`` runs real processes for about ten minutes, one run per scenario, and its
 shared-limit result varies from run to run. This simulation runs the same `Pacer` on an injected clock against a
 true sliding one-second window that answers 429 with ``Retry-After: 1`` (as the fake server does), with
-greedy senders (Poisson demand) and a round-trip time of 10-30 ms, over many seeds, so a change to the pacer's
+greedy senders (Poisson demand), at most 10 requests in flight per client (the default ``max_concurrency``)
+and round trips of 4-6 ms (a server on the same machine), over many seeds, so a change to the pacer's
 model can be judged on its failure rate rather than on one run. It models neither the wait hub's poll schedule
 nor event-loop delays: use it to compare designs, and the real benchmark to measure one.
 
@@ -29,6 +30,8 @@ from .common import write_section
 
 SEEDS = 16
 WARMUP = 5.0
+RTT = 0.005
+IN_FLIGHT = 10
 
 Record = tuple[float, int, int]  # (time, client, HTTP status)
 
@@ -55,7 +58,7 @@ def steps(*pairs: tuple[float, float]) -> Callable[[float], float]:
 
 
 def simulate(
-    seed: int, *, clients: int, demand: float, seconds: float, limit: Callable[[float], float], rtt: float = 0.02
+    seed: int, *, clients: int, demand: float, seconds: float, limit: Callable[[float], float], rtt: float = RTT
 ) -> list[Record]:
     """Run ``clients`` pacers against one sliding-window limit; return every request's (time, client, status)."""
     rng = random.Random(seed)
@@ -65,11 +68,14 @@ def simulate(
     records: list[Record] = []
     wants = [rng.uniform(0, 0.05) for _ in range(clients)]  # when each client next has a request due
     answers: list[tuple[float, int, float, int]] = []  # (time, client, sent, status), a heap
+    in_flight = [0] * clients
     t = 0.0
     while True:
         # The next event: an answer arriving, or the client whose next request the pacer lets go first.
         client, at = -1, answers[0][0] if answers else float("inf")
         for i, pacer in enumerate(pacers):
+            if in_flight[i] >= IN_FLIGHT:
+                continue
             due = max(wants[i], t)
             wait = pacer.delay(due)
             leaves = due + wait + 1e-6 if wait > 0 else due
@@ -80,6 +86,7 @@ def simulate(
             return records
         if client < 0:
             _, who, sent, status = heapq.heappop(answers)
+            in_flight[who] -= 1
             if status == 200:
                 pacers[who].on_success()
             else:
@@ -95,7 +102,8 @@ def simulate(
         if status == 200:
             window.append(t)
         records.append((t, client, status))
-        heapq.heappush(answers, (t + rtt * rng.uniform(0.5, 1.5), client, sent, status))
+        heapq.heappush(answers, (t + rtt * rng.uniform(0.8, 1.2), client, sent, status))
+        in_flight[client] += 1
         wants[client] = t + rng.expovariate(demand)
 
 
@@ -139,9 +147,10 @@ def run(seeds: int = SEEDS) -> dict[str, int]:
         "## 6b. Pacing, simulated",
         "",
         "The section 6 scenarios against a simulated sliding-window limiter (`benchmarks/sim_pacing.py`: the "
-        "same `Pacer` on an injected clock, `Retry-After: 1` on every 429, Poisson demand, 10-30 ms round "
-        f"trips), {seeds} seeds each, so a change to the model is judged on its failure rate, not on one run. "
-        "It models neither the hub's poll schedule nor event-loop delays. ✗ marks a seed that misses a target.",
+        "same `Pacer` on an injected clock, `Retry-After: 1` on every 429, Poisson demand, at most 10 "
+        f"requests in flight per client, 4-6 ms round trips), {seeds} seeds each, so a change to the model is "
+        "judged on its failure rate, not on one run. It models neither the hub's poll schedule nor event-loop "
+        "delays. ✗ marks a seed that misses a target.",
         "",
         "| seed | limit 50: accepted req/s, 429s | 100→25→100: 429s after the drop, back to 80 | "
         "3 clients on 60: each, together req/s, 429s |",

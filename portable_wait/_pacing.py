@@ -36,7 +36,11 @@ take from four known designs, and depart from each where a polling client with s
   second: if that second holds at least ``MIN_REFUSED`` (3) 429s and fewer than ``1 - CAPACITY_TOLERANCE`` of
   its answers were accepted, the 429s are a limit, not noise, and ``S`` is its size. So is a 429 within a
   second of the end of a pause the *server* asked for: a limiter that said "wait" and refuses us again at once
-  has shown its window (each of its refusals pauses us, so it never shows a low accept ratio).
+  has shown its window (each of its refusals pauses us, so it never shows a low accept ratio). Neither rule
+  reads a client's first second: clients that start together on one limit would each keep the part of the
+  first window it happened to win (one of three learned 51 of 60 req/s, the others 16 and 18, in the
+  simulation of ``python -m benchmarks pacing-sim``); a second later, after the server's pause, S is read
+  from a whole window.
 * **TCP, with BBRv2's loss threshold.** Strays are told from a limit by how often they come, in proportion:
   ``loss`` is an exponentially weighted share of 429s among answers (weight ``LOSS_WEIGHT`` per answer, about the
   last 64). Below ``STRAY_LOSS`` (5%: above 2% of strays by 2.4 standard deviations of the estimate) a 429
@@ -61,8 +65,18 @@ take from four known designs, and depart from each where a polling client with s
   req/s is found within ``hold`` + 4 s.
 * A 429 that comes while we are above the capacity we learned (or pace at a rate of our own guess, before any
   capacity) is a probe that found it: the rate and the capacity become ``S``. A 429 at or under the capacity
-  is a stray, or the limit moved: it cuts only in proportion to ``loss``, and if the limit moved, the next
-  second's ``S`` shows it.
+  is a stray, or the limit moved: it cuts only in proportion to ``loss`` (or to the server's pauses, next),
+  and if the limit moved, the next second's ``S`` shows it.
+
+* **What the server's pauses cost.** A 429 with ``Retry-After: 1`` silences the whole client for a second, so
+  a client refused once every other second spends half its time silent, while its share of 429s among answers
+  (about 3%) reads as strays'. Three clients on one limit end up so: one is refused after every pause, and the
+  others take its window. So a client with a learned rate also keeps the seconds of pause the server asked for
+  in the last ``PAUSE_WINDOW`` (5 s) since its last cut; when they pass ``PAUSE_SHARE`` (20%) of it, a 429
+  cuts the rate by half that share (at most ``MAX_CUT``), once per round, with no climb back to the old
+  reference: the time a client spends paused is the congestion signal a shared limit gives. With the
+  first-second rule above, this took the shared-limit scenario of ``python -m benchmarks pacing-sim`` from 12
+  seeds of 16 missing a target to 3 (9 of 32), and changed neither single-client scenario.
 
 A learned rate that has grown to ``FORGET_FACTOR`` (2) times its reference without another 429 is dropped,
 and the client is unpaced again. ``MIN_RATE`` (0.2 req/s) is the floor. The fixed ``rate_limit`` caps the
@@ -139,6 +153,12 @@ HOLD_MAX = 20.0
 HOLD_GROWTH = 1.5
 """Factor the hold grows by each time a probe finds the same capacity (within ``CAPACITY_TOLERANCE``)."""
 
+PAUSE_WINDOW = 5.0
+"""Seconds over which the pauses the server asked for are added up."""
+
+PAUSE_SHARE = 0.2
+"""Past this share of ``PAUSE_WINDOW`` spent in pauses the server asked for, a 429 cuts a learned rate."""
+
 FORGET_FACTOR = 2.0
 """A learned rate that grows to this multiple of its reference without a 429 is dropped."""
 
@@ -171,6 +191,7 @@ class Pacer:
         "_max_pause",
         "_next_slot",
         "_paused_until",
+        "_pauses",
         "_reference",
         "_refusals",
         "_sent",
@@ -195,6 +216,7 @@ class Pacer:
         self._sent: deque[float] = deque()  # sends in the last WINDOW, for the spacing rule
         self._acks: deque[float] = deque()  # successful answers in the last SAMPLE_WINDOW
         self._refusals: deque[float] = deque()  # 429 answers in the last SAMPLE_WINDOW
+        self._pauses: deque[tuple[float, float]] = deque()  # (when, seconds) of pauses the server asked for
         self._next_slot = 0.0
         self._paused_until = 0.0
         self._blind_until = -math.inf
@@ -305,6 +327,8 @@ class Pacer:
             if retry_after is not None and retry_after > 0:
                 self._server_pause_end = max(self._server_pause_end, now + pause)
             return  # sent before the last cut: part of the episode already answered
+        if retry_after is not None and retry_after > 0:
+            self._pauses.append((now, pause))
         self._learn(now, resumed)
         if retry_after is not None and retry_after > 0:
             self._server_pause_end = max(self._server_pause_end, now + pause)
@@ -320,7 +344,9 @@ class Pacer:
         sampled = now >= self._blind_until and age >= SAMPLE_WINDOW
         learned = self._learned
         if learned is None:
-            if now >= self._blind_until and (
+            # Only from a whole second (`sampled`): in a client's first second, S is the part of the window it
+            # happened to win, and clients that start together on one limit would each keep what they got.
+            if sampled and (
                 (refused >= MIN_REFUSED and accepted < (1.0 - CAPACITY_TOLERANCE) * answered)
                 or 0 <= now - self._server_pause_end < SAMPLE_WINDOW
             ):
@@ -350,9 +376,22 @@ class Pacer:
             # we were pacing at a rate of our own guess): the accepted count is the capacity.
             self._set_capacity(accepted, now)
             return
+        paused = self._paused_share(now)
+        if paused > PAUSE_SHARE:
+            # Held silent by the server much of the time: over our share of a limit (see the docstring).
+            rate = learned * (1.0 - min(MAX_CUT, paused / 2))
+            self._cut(rate, rate, now)
+            return
         cut = self._proportional_cut()
         if cut > 0:
             self._cut(learned, learned * (1.0 - cut), now)
+
+    def _paused_share(self, now: float) -> float:
+        """Return the seconds of pause the server asked for in the last ``PAUSE_WINDOW``, as a share of it."""
+        pauses = self._pauses
+        while pauses and now - pauses[0][0] >= PAUSE_WINDOW:
+            pauses.popleft()
+        return sum(seconds for _, seconds in pauses) / PAUSE_WINDOW
 
     def _loss_share(self) -> float:
         """Return where ``loss`` stands between stray (0: ``STRAY_LOSS`` or less) and cluster (1: ``CLUSTER_LOSS``)."""
@@ -381,6 +420,7 @@ class Pacer:
         self._learned = self._cut_rate
         self._successes = 0
         self._cut_at = now
+        self._pauses.clear()  # the pauses so far are this episode's, answered by this cut
         self.engaged = True
 
     def on_success(self, now: float | None = None) -> None:

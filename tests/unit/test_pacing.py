@@ -312,3 +312,71 @@ async def test_pacing_acquire_waits_out_a_pause_then_disengages() -> None:
 def test_pacing_rejects_bad_rate(value: object, error: type[Exception]) -> None:
     with pytest.raises(error, match="rate_limit"):
         Pacer(value)  # type: ignore[arg-type]
+
+
+def test_pacing_does_not_learn_a_capacity_from_its_first_partial_second() -> None:
+    # Three clients start together on one 60 req/s limit; this one won 16 of the first window's requests
+    # before the limiter refused it. 16 req/s is its luck in a tenth of a second, not a capacity.
+    clock = Clock()
+    pacer = Pacer(None, clock=clock)
+    for _ in range(16):
+        pacer.count_send(clock.now)
+        pacer.on_success()
+        clock.now += 0.01
+    for _ in range(4):
+        pacer.on_rate_limited(1.0, sent_at=pacer.count_send(clock.now))
+        clock.now += 0.005
+    assert pacer.capacity is None
+    assert pacer.current_rate() is None  # paused by the server, not paced at 16 req/s
+    # A whole second later, refused again right after the server's pause: now S is a sample of the limit.
+    clock.now = 1.3
+    for _ in range(20):
+        pacer.count_send(clock.now)
+        pacer.on_success()
+        clock.now += 0.005
+    pacer.on_rate_limited(1.0, sent_at=pacer.count_send(clock.now))
+    assert pacer.capacity == 20
+
+
+def _settle_at(pacer: Pacer, clock: Clock, rate: float, seconds: float) -> None:
+    """Answer every request with success at ``rate`` for ``seconds``."""
+    end = clock.now + seconds
+    while clock.now < end:
+        pacer.count_send(clock.now)
+        pacer.on_success()
+        clock.now += 1.0 / rate
+
+
+def _paused_by_the_server(pacer: Pacer, clock: Clock, times: int) -> tuple[float, float]:
+    """Learn 20 req/s, then be refused with Retry-After: 1 ``times`` times, a second of success after each pause.
+
+    Returns the learned rate just before the last 429 and just after it.
+    """
+    _settle_at(pacer, clock, 20.0, 1.5)
+    for _ in range(5):  # a fifth of a second's answers refused, no pause: the accept ratio teaches 20 req/s
+        pacer.on_rate_limited(0.0, sent_at=pacer.count_send(clock.now))
+    assert pacer.capacity == pytest.approx(20, abs=1)
+    _settle_at(pacer, clock, 20.0, 2.5)  # the 429s above fade from the running share: no stray cut below
+    rates = (0.0, 0.0)
+    for _ in range(times):
+        before = pacer.current_rate()
+        pacer.on_rate_limited(1.0, sent_at=pacer.count_send(clock.now))
+        after = pacer.current_rate()
+        assert before is not None and after is not None
+        rates = (before, after)
+        clock.now += 1.0  # the pause
+        _settle_at(pacer, clock, 20.0, 1.0)
+    return rates
+
+
+def test_pacing_cuts_a_rate_the_server_keeps_pausing() -> None:
+    # At its learned capacity and refused with Retry-After: 1 after every second of sending: a shared limit
+    # whose other clients took the window. Few 429s among its answers (1 in 21), but half its time silent.
+    before, after = _paused_by_the_server(Pacer(None, clock=(clock := Clock())), clock, 2)
+    assert after == pytest.approx(0.8 * before)  # 2 s of pause in 5 s: cut by half that share
+
+
+def test_pacing_keeps_its_rate_when_the_server_pauses_it_rarely() -> None:
+    # One such pause in the last 5 s (20% of the time): what a probe costs, no cut.
+    before, after = _paused_by_the_server(Pacer(None, clock=(clock := Clock())), clock, 1)
+    assert after == before
