@@ -81,7 +81,7 @@ class PortableClient:
             ``https://api.portable.io``; an explicit argument always wins over the variable.
         request_timeout: Seconds one HTTP request may take, from sending it to reading the whole body.
             Default 30. One timer per client keeps it for every request in flight, checking every 1/16 of it
-            (at most every second): a request is cut off at most that much late. (``timeout=`` is its
+            (between every 10 ms and every second): a request is cut off at most that much late. (``timeout=`` is its
             deprecated old name, accepted with a ``DeprecationWarning`` until the next release: everywhere else
             ``timeout`` means a whole wait.)
         retry: How transient failures of one request are retried. Default ``RetryPolicy()``.
@@ -360,8 +360,7 @@ class PortableClient:
                                 response.headers.get("Date"), sent, time.time(), age=response.headers.get("Age")
                             )
                             body: bytes | None
-                            length = response.content_length
-                            if length is not None and length <= MAX_BODY_BYTES:
+                            if _fits_unread(response, MAX_BODY_BYTES):
                                 body = await response.read()  # the common case: exactly Content-Length bytes
                             else:
                                 body = await _read_capped(response, MAX_BODY_BYTES)
@@ -649,20 +648,34 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """Return the body, or None (the connection closed, nothing kept) if it is longer than ``limit`` bytes."""
+def _fits_unread(response: aiohttp.ClientResponse, limit: int) -> bool:
+    """Return True if the body is known to be at most ``limit`` bytes before reading it: a ``Content-Length``
+    within the limit and no ``Content-Encoding`` (a compressed body's length says nothing of what it inflates to:
+    200 MiB of zeros gzip to 200 KB)."""
     length = response.content_length
-    if length is not None and length <= limit:
-        return await response.read()  # the common case: aiohttp reads exactly Content-Length bytes
-    if length is None:  # chunked, or up to the connection's close: read at most limit + 1 bytes
-        parts: list[bytes] = []
-        size = 0
-        while size <= limit:
-            chunk = await response.content.read(limit + 1 - size)
-            if not chunk:
-                return b"".join(parts)
-            parts.append(chunk)
-            size += len(chunk)
+    return length is not None and length <= limit and "Content-Encoding" not in response.headers
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """Return the body, or None (the connection closed, nothing kept) if it is longer than ``limit`` bytes.
+
+    The limit applies to the body as decompressed (aiohttp inflates it as it is read), so a small compressed
+    answer cannot fill memory.
+    """
+    if _fits_unread(response, limit):
+        return await response.read()
+    length = response.content_length
+    if length is not None and length > limit and "Content-Encoding" not in response.headers:
+        return None  # known to be too long: not read at all
+    # Chunked, up to the connection's close, or compressed: read at most limit + 1 bytes of what it inflates to.
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await response.content.read(limit + 1 - size)
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+        size += len(chunk)
     # The rest is never read: leaving `session.get`'s block releases the connection, which aiohttp then closes,
     # as its payload is not at its end.
     return None

@@ -4,9 +4,10 @@ aiohttp's ``ClientTimeout(total=...)`` arms a timer for every request: a ``Timer
 loop's heap, then cancelled and later swept out of it. At thousands of requests a second that measured about
 30 µs of CPU per request on our benchmark machine, an eighth of a whole poll (docs/performance.md, section 1).
 `RequestDeadlines` keeps the deadlines of the requests in flight in a set and checks them from one timer, which
-runs only while a request is in flight, every ``timeout / TICKS`` seconds (between ``MIN_TICK`` and
-``MAX_TICK``). A request that overruns is cancelled within one tick of its deadline (with the default 30 s
-timeout, at most 1 s late), and the client reports it as the same "timed out" `TransportError` as ever.
+runs only while a request is in flight, every ``timeout / TICKS`` seconds (between ``MIN_TICK``, 10 ms, and
+``MAX_TICK``, 1 s). A request that overruns is cancelled within one tick of its deadline (with the default 30 s
+timeout, at most 1 s late; with 0.1 s, at most 10 ms late), and the client reports it as the same "timed out"
+`TransportError` as ever.
 
 A cancellation from elsewhere (the caller's, the wait hub's) is never taken for a timeout: on Python 3.11+ the
 task's cancel count tells them apart, as ``asyncio.timeout`` does. Python 3.10 has no cancel count, so there a
@@ -21,7 +22,8 @@ import asyncio
 __all__ = ["RequestDeadlines"]
 
 TICKS = 16
-"""The check runs this many times per timeout: a request is cancelled at most 1/16 of its timeout late."""
+"""The check runs this many times per timeout: a request is cancelled at most 1/16 of its timeout late (but see
+``MIN_TICK``)."""
 
 MIN_TICK = 0.01
 """Seconds: the most often the check runs, for very short timeouts."""
@@ -92,8 +94,13 @@ class RequestDeadlines:
         return bool(uncancel() <= deadline.cancelling)
 
     def close(self) -> None:
-        """Stop the timer (the client is closing)."""
-        if self._timer is not None:
+        """Stop the timer once no request is in flight (the client is closing).
+
+        Requests still in flight keep their deadlines: closing the session aborts only those already connected,
+        so one still connecting (or in a TLS handshake) would otherwise hang for the operating system's
+        connect timeout (minutes). The timer stops itself at the first tick that finds none in flight.
+        """
+        if self._timer is not None and not self._active:
             self._timer.cancel()
             self._timer = None
 

@@ -23,6 +23,7 @@ The instrument names, units and attributes are a public contract, listed in the 
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import math
 import threading
@@ -211,7 +212,7 @@ def _observe_pace(options: CallbackOptions) -> Iterable[Observation]:
 
 def error_type(error: BaseException) -> str:
     """Return the ``error.type`` of an exchange that got no answer: low-cardinality, never a message."""
-    if isinstance(error, TimeoutError):
+    if isinstance(error, (TimeoutError, asyncio.TimeoutError)):  # distinct classes before Python 3.11
         return "timeout"
     return type(error).__qualname__
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -47,10 +48,12 @@ async def _endless_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamW
         writer.close()
 
 
-def _fixed(body: bytes, *, length: bool = True) -> Handler:
+def _fixed(body: bytes, *, length: bool = True, encoding: str = "") -> Handler:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        if encoding:
+            head += b"Content-Encoding: %s\r\n" % encoding.encode()
         head += b"Content-Length: %d\r\n\r\n" % len(body) if length else b"Connection: close\r\n\r\n"
         try:
             writer.write(head + body)
@@ -69,6 +72,9 @@ def _fixed(body: bytes, *, length: bool = True) -> Handler:
         pytest.param(_endless_chunked, id="endless-chunked"),
         pytest.param(_fixed(_status(1, 2 * MAX_BODY_BYTES)), id="content-length-over-the-cap"),
         pytest.param(_fixed(_status(1, 2 * MAX_BODY_BYTES), length=False), id="until-close-over-the-cap"),
+        # A few KB on the wire with a Content-Length well under the cap, 20 MiB once inflated: the cap is on
+        # what the client would hold, not on what crossed the network.
+        pytest.param(_fixed(gzip.compress(_status(1, 20 * MAX_BODY_BYTES)), encoding="gzip"), id="gzip-bomb"),
     ],
 )
 async def test_client_body_over_the_cap_is_a_transient_invalid_response(handler: Handler) -> None:
@@ -86,6 +92,16 @@ async def test_client_body_just_under_the_cap_is_read(length: bool) -> None:
     assert len(body) == MAX_BODY_BYTES
     async with (
         _serve(_fixed(body, length=length)) as url,
+        PortableClient(KEY, base_url=url, retry=RetryPolicy(attempts=1)) as client,
+    ):
+        status = await asyncio.wait_for(client.get_workflow_status(1), 10)
+    assert status.disposition is Disposition.SUCCEEDED
+
+
+async def test_client_reads_a_compressed_body_under_the_cap() -> None:
+    body = gzip.compress(_status(1, 1000))
+    async with (
+        _serve(_fixed(body, encoding="gzip")) as url,
         PortableClient(KEY, base_url=url, retry=RetryPolicy(attempts=1)) as client,
     ):
         status = await asyncio.wait_for(client.get_workflow_status(1), 10)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from aiohttp import web
@@ -78,3 +80,39 @@ async def test_an_outer_timeout_still_fires_around_a_request() -> None:
         async with fake.client(request_timeout=10.0, retry=ONE_TRY) as client:
             with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(client.get_workflow_status(1), 0.1)
+
+
+@pytest.fixture
+def never_accepting_port() -> Iterator[int]:
+    """A listener whose accept queue is full and never drained: a connection to it hangs in connect()."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port: int = listener.getsockname()[1]
+    fillers = []
+    for _ in range(8):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for sock in (*fillers, listener):
+            sock.close()
+
+
+async def test_request_timeout_still_holds_for_requests_in_flight_when_the_client_closes(
+    never_accepting_port: int,
+) -> None:
+    # Closing the session aborts connected requests only: one still connecting must keep its deadline, or it
+    # hangs for the operating system's connect timeout (minutes).
+    client = PortableClient("k" * 16, base_url=f"http://127.0.0.1:{never_accepting_port}", request_timeout=0.3)
+    await client.__aenter__()
+    request = asyncio.create_task(client.get_workflow_status(1))
+    await asyncio.sleep(0.1)
+    await client.aclose()
+    with pytest.raises((TransportError, RuntimeError)):
+        await asyncio.wait_for(request, 10)
+    assert len(client._deadlines) == 0
