@@ -75,12 +75,15 @@ take from four known designs, and depart from each where a polling client with s
   in the last ``PAUSE_WINDOW`` (5 s) since its last cut; when they pass ``PAUSE_SHARE`` (20%) of it, a 429
   cuts the rate by half that share (at most ``MAX_CUT``), once per round, with no climb back to the old
   reference: the time a client spends paused is the congestion signal a shared limit gives. With the
-  first-second rule above, this took the shared-limit scenario of ``python -m benchmarks pacing-sim`` from 12
-  seeds of 16 missing a target to 3 (9 of 32), and changed neither single-client scenario.
+  first-second rule above and the forget margin below, this took the shared-limit scenario of
+  ``python -m benchmarks pacing-sim`` from 12 seeds of 16 missing a target to 2 (5 of 32), and changed neither
+  single-client scenario.
 
-A learned rate that has grown to ``FORGET_FACTOR`` (2) times its reference without another 429 is dropped,
-and the client is unpaced again. ``MIN_RATE`` (0.2 req/s) is the floor. The fixed ``rate_limit`` caps the
-learned one, and is never exceeded.
+A learned rate that has grown to ``FORGET_FACTOR`` (2) times its reference, and by at least ``FORGET_MARGIN``
+(50 req/s), without another 429 is dropped, and the client is unpaced again. The margin is for shared limits:
+a client probing from 20 req/s while the others sit out a pause doubles in about 3 s unrefused, and, unpaced,
+it would take the whole window (seen in the three-process benchmark: 58 of 60 req/s, the others 1 each).
+``MIN_RATE`` (0.2 req/s) is the floor. The fixed ``rate_limit`` caps the learned one, and is never exceeded.
 
 When neither a fixed rate, a pause nor a learned rate applies, ``engaged`` is False and the client skips
 `acquire`, calling `count_send` instead.
@@ -158,6 +161,9 @@ PAUSE_WINDOW = 5.0
 
 PAUSE_SHARE = 0.2
 """Past this share of ``PAUSE_WINDOW`` spent in pauses the server asked for, a 429 cuts a learned rate."""
+
+FORGET_MARGIN = 50.0
+"""...and by at least this many requests per second: see the module docstring."""
 
 FORGET_FACTOR = 2.0
 """A learned rate that grows to this multiple of its reference without a 429 is dropped."""
@@ -373,8 +379,10 @@ class Pacer:
         capacity = self._capacity
         if sampled and (capacity is None or learned > capacity):
             # Refused while above what the server last showed it takes (or before it showed anything, while
-            # we were pacing at a rate of our own guess): the accepted count is the capacity.
-            self._set_capacity(accepted, now)
+            # we were pacing at a rate of our own guess): the accepted count is the capacity, but never more
+            # than we allowed ourselves: while other clients of a shared limit sit out a pause, a prober is
+            # accepted more than its share, and must not keep it as its own.
+            self._set_capacity(min(accepted, learned), now)
             return
         paused = self._paused_share(now)
         if paused > PAUSE_SHARE:
@@ -452,7 +460,7 @@ class Pacer:
             rate = reference - (reference - self._cut_rate) * (1.0 - tau / hold) ** 3
         else:
             rate = reference + max(reference, PROBE_FLOOR) * PROBE_GAIN * (tau - hold) ** 3
-        if rate >= FORGET_FACTOR * reference:
+        if rate >= FORGET_FACTOR * reference and rate >= reference + FORGET_MARGIN:
             self._learned = self._capacity = None
             self._hold = HOLD_MIN
             self.engaged = self._fixed is not None or self._paused_until > now

@@ -380,3 +380,20 @@ def test_pacing_keeps_its_rate_when_the_server_pauses_it_rarely() -> None:
     # One such pause in the last 5 s (20% of the time): what a probe costs, no cut.
     before, after = _paused_by_the_server(Pacer(None, clock=(clock := Clock())), clock, 1)
     assert after == before
+
+
+def test_pacing_keeps_pacing_a_small_rate_that_doubled_by_less_than_the_margin() -> None:
+    # Learned 10 req/s, then 3 s of probing with no 429 (the other clients of a shared limit paused): the rate
+    # doubles, but by far less than FORGET_MARGIN, so it stays paced instead of bursting unpaced.
+    clock = Clock()
+    pacer = Pacer(None, clock=clock)
+    _settle_at(pacer, clock, 10.0, 1.5)
+    for _ in range(5):
+        pacer.on_rate_limited(0.0, sent_at=pacer.count_send(clock.now))
+    assert pacer.capacity == pytest.approx(10, abs=1)
+    rate = pacer.current_rate()
+    while rate is not None and rate <= 21.0 and clock.now < 60:  # through the hold, then probing
+        _settle_at(pacer, clock, 10.0, 0.1)
+        rate = pacer.current_rate()
+    assert rate is not None and 21.0 < rate < 60.0  # doubled, and still paced
+    assert pacer.capacity is not None
