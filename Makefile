@@ -5,11 +5,18 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# The oldest Python the project supports (requires-python >= 3.10): python3.10 on PATH, else pyenv's 3.10.
+PYTHON310 ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10; do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo "$$p"; break; }; done)
+VENV310 ?= .venv310
+BIN310 := $(VENV310)/bin
+STAMP310 := $(VENV310)/.installed
+
 AIRFLOW_VENV ?= .venv-airflow
 AIRFLOW_BIN := $(AIRFLOW_VENV)/bin
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench bench-report test-airflow clean
+.PHONY: test lint typecheck pytest test-py310 demo bench bench-report test-airflow clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +36,17 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+$(STAMP310): pyproject.toml
+	@test -x $(BIN310)/python || { test -n "$(PYTHON310)" || { echo "Python 3.10 not found: make test-py310 PYTHON310=/path/to/python3.10" >&2; exit 1; }; $(PYTHON310) -m venv $(VENV310); }
+	$(BIN310)/python -m pip install --quiet --upgrade pip
+	$(BIN310)/python -m pip install --quiet -e '.[cli,dev]'
+	@touch $(STAMP310)
+
+## make test-py310: the pytest suite on Python 3.10, the oldest supported, in its own .venv310 (ruff and mypy
+## already check against 3.10 in make test); CI runs it after make test
+test-py310: $(STAMP310)
+	$(BIN310)/pytest
 
 $(AIRFLOW_STAMP): pyproject.toml
 	@test -x $(AIRFLOW_BIN)/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
@@ -56,4 +74,4 @@ bench-report: $(STAMP)
 	$(BIN)/python -m benchmarks report
 
 clean:
-	rm -rf $(VENV) $(AIRFLOW_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(VENV310) $(AIRFLOW_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

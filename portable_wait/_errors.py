@@ -20,9 +20,11 @@ see ``_redact``), then cut. No exception raised by the library has an aiohttp or
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import math
+import sys
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from http import HTTPStatus
@@ -160,7 +162,17 @@ class WorkflowFailedError(PortableError):
         self.status = status
 
 
-class WaitTimeoutError(PortableError, TimeoutError):
+if sys.version_info >= (3, 11):
+    _TimeoutBase = TimeoutError
+else:
+
+    class _TimeoutBase(TimeoutError, asyncio.TimeoutError):
+        """Before 3.11, ``asyncio.TimeoutError`` (what ``asyncio.wait_for`` raises, so what 3.10 code catches) is
+        not the builtin ``TimeoutError``; from 3.11 it is. A wait's timeout is both on 3.10 too, so
+        ``except asyncio.TimeoutError`` catches it on every version."""
+
+
+class WaitTimeoutError(PortableError, _TimeoutBase):
     """The wait's ``timeout`` passed before the workflow finished.
 
     When the wait had ``after`` and saw only a result older than it (the previous run's, so the run waited for

@@ -320,6 +320,8 @@ class WaitState:
             if _being_cancelled():
                 raise
             logger.exception("on_poll hook raised CancelledError for workflow %d; ignored", self.wid)
+        except _HookCancelledError:  # Python 3.10's form of the case above: the same words in the log
+            logger.exception("on_poll hook raised CancelledError for workflow %d; ignored", self.wid)
         except Exception:
             logger.exception("on_poll hook raised for workflow %d; ignored", self.wid)
 
@@ -410,7 +412,10 @@ async def _await_hook_in_task(result: Awaitable[object]) -> None:
         inner.cancel()
         raise
     if inner.cancelled():
-        raise _HookCancelledError("the on_poll hook raised CancelledError")
+        try:
+            inner.result()
+        except asyncio.CancelledError as own:  # the hook's own, with its traceback: shown in the log
+            raise _HookCancelledError("the on_poll hook raised CancelledError") from own
     inner.result()
 
 

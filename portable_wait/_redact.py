@@ -110,13 +110,14 @@ def _fold(text: str) -> str:
     return text.lower().replace(" ", "+")
 
 
-def _canonical(text: str) -> tuple[str, tuple[list[int], list[int]] | None]:
+def _canonical(text: str, *, quoted_printable: bool = True) -> tuple[str, tuple[list[int], list[int]] | None]:
     """Return ``text`` with every encoded character decoded and folded, and where each character came from.
 
     The offsets are two lists, one entry per canonical character: where its unit starts and ends in ``text``.
     None means the identity (nothing was encoded), the common case, which costs one scan. A unit decoded to
     nothing (an ANSI sequence, a NUL) has no entry: a span that runs across it covers it, one that ends or
-    starts next to it leaves it (so an ANSI reset after a key survives its redaction).
+    starts next to it leaves it (so an ANSI reset after a key survives its redaction). Without
+    ``quoted_printable``, ``=XX`` is left as written (see `_QP`).
     """
     if text.isprintable():
         if "\\" not in text and "%" not in text and "&" not in text and "=" not in text:
@@ -132,7 +133,7 @@ def _canonical(text: str) -> tuple[str, tuple[list[int], list[int]] | None]:
         if hit.start() < position:
             continue
         match = _UNIT.match(text, hit.start())
-        if match is None:
+        if match is None or (not quoted_printable and match.group(11) is not None):
             continue
         decoded = _decode_unit(match)
         if decoded is None:
@@ -152,6 +153,20 @@ def _canonical(text: str) -> tuple[str, tuple[list[int], list[int]] | None]:
     starts.extend(range(position, len(text)))
     ends.extend(range(position + 1, len(text) + 1))
     return _fold("".join(chars)), (starts, ends)
+
+
+# "=XX" is the one unit that plain text writes before a key: "?token=KEY", "api_key=KEY". Read as quoted-printable,
+# it eats the key's first two characters when they are hex digits, which leaves too few of a short key (or of one
+# with more encoded characters) to be found. Text holding one is therefore also read with "=" left as written.
+_QP = re.compile(r"=[0-9A-Fa-f]{2}")
+
+
+def _views(text: str) -> Iterator[tuple[str, tuple[list[int], list[int]] | None]]:
+    """Yield the canonical readings of ``text`` to search (see `_canonical`): one, or two when `_QP` is ambiguous."""
+    view = _canonical(text)
+    yield view
+    if view[1] is not None and _QP.search(text):
+        yield _canonical(text, quoted_printable=False)
 
 
 def _base64_forms(key: str) -> list[str]:
@@ -207,35 +222,33 @@ class Redactor:
     def __bool__(self) -> bool:
         return bool(self.__grams)
 
-    def _spans(self, canonical: str) -> list[list[int]]:
+    def _canonical_spans(self, canonical: str) -> list[list[int]]:
         spans: list[list[int]] = []
         for (size, grams), runs in zip(self.__grams, self.__runs, strict=True):
             for run in runs.finditer(canonical):
                 for start in range(run.start(), run.end() - size + 1):
                     if canonical[start : start + size] in grams:
                         spans.append([start, start + size])
-        spans.sort()
-        merged: list[list[int]] = []
-        for start, end in spans:
-            if merged and start <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], end)
-            else:
-                merged.append([start, end])
-        return merged
+        return _merged(spans)
+
+    def _spans(self, text: str) -> list[list[int]]:
+        """Return the merged spans of ``text`` (its own offsets) that hold a form of a key, in any of its readings."""
+        spans: list[list[int]] = []
+        for canonical, offsets in _views(text):
+            for start, end in self._canonical_spans(canonical):
+                spans.append([start, end] if offsets is None else [offsets[0][start], offsets[1][end - 1]])
+        return _merged(spans)
 
     def text(self, text: str) -> str:
         """Return ``text`` with every form of every key replaced by ``[redacted]``."""
         if not self.__grams or not text:
             return text
-        canonical, offsets = _canonical(text)
-        spans = self._spans(canonical)
+        spans = self._spans(text)
         if not spans:
             return text
         out = []
         last = 0
         for start, end in spans:
-            if offsets is not None:
-                start, end = offsets[0][start], offsets[1][end - 1]
             out.append(text[last:start])
             out.append(REDACTED)
             last = end
@@ -267,12 +280,23 @@ class Redactor:
 
     def contains(self, text: str) -> bool:
         """Return True if ``text`` holds any form of a key."""
-        canonical = _canonical(text)[0]
-        for (size, grams), runs in zip(self.__grams, self.__runs, strict=True):
-            for run in runs.finditer(canonical):
-                if any(canonical[i : i + size] in grams for i in range(run.start(), run.end() - size + 1)):
-                    return True
+        for canonical, _ in _views(text):
+            for (size, grams), runs in zip(self.__grams, self.__runs, strict=True):
+                for run in runs.finditer(canonical):
+                    if any(canonical[i : i + size] in grams for i in range(run.start(), run.end() - size + 1)):
+                        return True
         return False
+
+
+def _merged(spans: list[list[int]]) -> list[list[int]]:
+    spans.sort()
+    merged: list[list[int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return merged
 
 
 def _walk(value: Any, fix: Any) -> Any:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import difflib
 import math
+import re
+import sys
 from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime
 
 __all__ = [
     "MAX_WORKFLOW_ID",
@@ -20,6 +23,7 @@ __all__ = [
     "check_seconds",
     "check_timeout",
     "check_workflow_id",
+    "fromisoformat",
     "unique_workflow_ids",
     "unique_workflow_ids_yielding",
 ]
@@ -122,3 +126,51 @@ def check_keywords(given: Mapping[str, object], accepted: Collection[str], where
             hint = f"; did you mean {close[0]!r}?" if close else ""
             names = ", ".join(sorted(accepted))
             raise TypeError(f"{where}() got an unexpected keyword {name!r}{hint} (accepted: {names})")
+
+
+# Python 3.11's `datetime.fromisoformat` reads most ISO 8601 times; 3.10's only what `isoformat()` writes. Users
+# type what `date` prints (`date +%FT%T%z`: "+0000"; `date -Ins`: ",123456789"), so on 3.10 the common forms are
+# rewritten into the one it reads: basic or extended date and time, a fraction of any length after "." or ","
+# (cut to microseconds, as 3.11 does), "Z" or an offset as +HH, +HHMM or +HH:MM. Week and ordinal dates stay
+# 3.11+ only.
+_ISO_310 = re.compile(
+    r"(?P<y>\d{4})(?P<ds>-?)(?P<mo>\d{2})(?P=ds)(?P<d>\d{2})"
+    r"(?:(?P<sep>.)(?P<h>\d{2})(?:(?P<ts>:?)(?P<mi>\d{2})(?:(?P=ts)(?P<s>\d{2})(?:[.,](?P<f>\d+))?)?)?"
+    r"(?:(?P<z>Z)|(?P<sign>[+-])(?P<oh>\d{2})(?:(?P<os>:?)(?P<om>\d{2})(?:(?P=os)(?P<osec>\d{2})"
+    r"(?:[.,](?P<of>\d+))?)?)?)?)?",
+    re.ASCII,
+)
+
+
+def _fromisoformat_310(text: str) -> datetime:
+    """`fromisoformat` for Python 3.10 (tested on every version against 3.11's)."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        match = _ISO_310.fullmatch(text)
+        if match is None:
+            raise
+    part = match.groupdict()
+    out = f"{part['y']}-{part['mo']}-{part['d']}"
+    if part["sep"] is not None:
+        out += f"{part['sep']}{part['h']}:{part['mi'] or '00'}:{part['s'] or '00'}"
+        if part["f"]:
+            out += f".{part['f'][:6]:0<6}"
+        if part["z"]:
+            out += "+00:00"
+        elif part["sign"]:
+            out += f"{part['sign']}{part['oh']}:{part['om'] or '00'}"
+            if part["osec"]:
+                out += f":{part['osec']}" + (f".{part['of'][:6]:0<6}" if part["of"] else "")
+    return datetime.fromisoformat(out)
+
+
+def fromisoformat(text: str) -> datetime:
+    """Return ``datetime.fromisoformat(text)`` as Python 3.11+ reads it, on 3.10 too (see `_ISO_310`).
+
+    Raises:
+        ValueError: ``text`` is not an ISO 8601 time.
+    """
+    if sys.version_info >= (3, 11):
+        return datetime.fromisoformat(text)
+    return _fromisoformat_310(text)

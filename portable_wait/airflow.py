@@ -60,7 +60,7 @@ from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_POLL
 from ._hub import poll_round
 from ._polling import WaitOptions, WaitState
 from ._report import outcome_name, outcome_to_json, redact_event
-from ._validate import unique_workflow_ids
+from ._validate import fromisoformat, unique_workflow_ids
 
 __all__ = [
     "FULL_RECORDS_MAX",
@@ -305,7 +305,7 @@ def _parse_after(after: datetime | str | None) -> datetime | None:
         return None
     if isinstance(after, str):
         try:
-            after = datetime.fromisoformat(after.strip().replace("Z", "+00:00"))
+            after = fromisoformat(after.strip().replace("Z", "+00:00"))
         except ValueError:
             raise ValueError(
                 f"after must be an ISO 8601 timestamp with a timezone, got {after!r}; a template such as "

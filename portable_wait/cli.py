@@ -57,7 +57,7 @@ from ._polling import check_after_range
 from ._redact import RedactingFilter, Redactor, redacted_output
 from ._report import outcome_name, outcome_to_json
 from ._telemetry import ClientStats
-from ._validate import check_seconds, check_workflow_id
+from ._validate import check_seconds, check_workflow_id, fromisoformat
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -372,7 +372,7 @@ def _parse_after(text: str | None) -> datetime | None:
             raise _UsageError(f"--after {text!r} is out of range for a time in Unix seconds") from None
         return _plausible_after(when, text)
     try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        when = fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
         # A time typed without an offset is the user's local time.
         when = when if when.tzinfo is not None else when.astimezone()
     except (ValueError, OverflowError):

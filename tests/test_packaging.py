@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,8 @@ def test_library_works_without_rich() -> None:
 
 
 def test_rich_is_an_extra_that_dev_installs() -> None:
-    tomllib = pytest.importorskip("tomllib")
+    # tomllib is 3.11+; on 3.10 pytest itself depends on tomli, the same parser.
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert not any(dep.startswith("rich") for dep in project["dependencies"])
     assert any(dep.startswith("rich") for dep in project["optional-dependencies"]["cli"])

@@ -22,6 +22,8 @@ UTC = timezone.utc
         ("2026-11-29T04:05:06Z", datetime(2026, 11, 29, 4, 5, 6, tzinfo=UTC)),  # date -u +%FT%TZ
         ("2026-11-29T04:05:06.250z", datetime(2026, 11, 29, 4, 5, 6, 250_000, tzinfo=UTC)),
         ("2026-11-29T05:05:06+01:00", datetime(2026, 11, 29, 4, 5, 6, tzinfo=UTC)),
+        ("2026-11-29T05:05:06+0100", datetime(2026, 11, 29, 4, 5, 6, tzinfo=UTC)),  # date +%FT%T%z (3.10 too)
+        ("2026-11-29T04:05:06,123456789+00:00", datetime(2026, 11, 29, 4, 5, 6, 123456, tzinfo=UTC)),  # date -Ins
         ("1795925106", datetime(2026, 11, 29, 4, 5, 6, tzinfo=UTC)),  # date +%s
         (" 1795925106.5 ", datetime(2026, 11, 29, 4, 5, 6, 500_000, tzinfo=UTC)),
     ],

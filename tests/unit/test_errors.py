@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import pickle
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -90,6 +91,8 @@ def test_errors_wait_timeout_is_a_timeout_error() -> None:
     status = WorkflowStatus.model_validate({"id": 5, "lifecycle": "RUNNING", "disposition": "NONE"})
     error = WaitTimeoutError(5, 2.5, status)
     assert isinstance(error, TimeoutError) and isinstance(error, PortableError)
+    # What `except asyncio.TimeoutError` catches: one class with TimeoutError on 3.11+, a distinct one on 3.10.
+    assert isinstance(error, asyncio.TimeoutError)
     assert error.last_status is not None and error.last_status.lifecycle is Lifecycle.RUNNING
     assert "2.5 s" in str(error) and "RUNNING" in str(error)
 

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from portable_wait import PollEvent
+from portable_wait import PollEvent, _polling
 from portable_wait._polling import WaitOptions, WaitState, _await_hook_in_task, _HookCancelledError
 
 
@@ -29,6 +29,23 @@ async def test_emit_logs_a_hooks_own_cancelled_error(sync: bool, caplog: pytest.
     with caplog.at_level(logging.ERROR, logger="portable_wait"):
         await state.emit(1.0, None, 1.0)  # returns: the hook's error is logged, not raised
     assert "on_poll hook raised" in caplog.text and "workflow 3" in caplog.text
+
+
+@pytest.mark.parametrize("path", ["this Python's", "Python 3.10's"])
+async def test_emit_names_a_hooks_own_cancelled_error_with_its_traceback(
+    path: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if path == "Python 3.10's":
+        monkeypatch.setattr(_polling, "_await_hook", _await_hook_in_task)
+
+    async def async_hook(event: PollEvent) -> None:
+        await _raises_its_own_cancelled_error()
+
+    state = WaitState(3, WaitOptions.build(on_poll=async_hook), 0.0)
+    with caplog.at_level(logging.ERROR, logger="portable_wait"):
+        await state.emit(1.0, None, 1.0)
+    assert "on_poll hook raised CancelledError for workflow 3; ignored" in caplog.text
+    assert "in _raises_its_own_cancelled_error" in caplog.text  # where the hook went wrong
 
 
 async def test_emit_lets_a_cancellation_of_the_wait_through() -> None:

@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from portable_wait._validate import (
+    _fromisoformat_310,
     check_bool,
     check_int,
     check_keywords,
@@ -13,6 +16,7 @@ from portable_wait._validate import (
     check_seconds,
     check_timeout,
     check_workflow_id,
+    fromisoformat,
     unique_workflow_ids,
     unique_workflow_ids_yielding,
 )
@@ -122,3 +126,47 @@ async def test_validate_unique_ids_yielding_matches_and_yields() -> None:
     await unique_workflow_ids_yielding(range(1, 20_001), chunk=5000)
     counter.cancel()
     assert turns >= 3
+
+
+_UTC = timezone.utc
+_ISO_TIMES = [
+    ("2026-11-29T04:05:06+00:00", datetime(2026, 11, 29, 4, 5, 6, tzinfo=_UTC)),  # isoformat(): 3.10 reads it
+    ("2026-11-29T04:05:06Z", datetime(2026, 11, 29, 4, 5, 6, tzinfo=_UTC)),
+    ("2026-11-29T05:05:06+0100", datetime(2026, 11, 29, 5, 5, 6, tzinfo=timezone(timedelta(hours=1)))),  # %FT%T%z
+    ("2026-11-29T04:05:06,123456789+00:00", datetime(2026, 11, 29, 4, 5, 6, 123456, tzinfo=_UTC)),  # date -Ins
+    ("2026-11-29 04:05:06.123456789+00:00", datetime(2026, 11, 29, 4, 5, 6, 123456, tzinfo=_UTC)),  # --rfc-3339=ns
+    ("2026-11-29T04:05:06.1Z", datetime(2026, 11, 29, 4, 5, 6, 100_000, tzinfo=_UTC)),
+    ("2026-11-29T04:05:06.25-05", datetime(2026, 11, 29, 4, 5, 6, 250_000, tzinfo=timezone(timedelta(hours=-5)))),
+    ("20261129T040506Z", datetime(2026, 11, 29, 4, 5, 6, tzinfo=_UTC)),
+    ("2026-11-29T04:05", datetime(2026, 11, 29, 4, 5)),
+    ("20261129", datetime(2026, 11, 29)),
+    (
+        "2026-11-29T04:05:06+01:00:30.5",
+        datetime(2026, 11, 29, 4, 5, 6, tzinfo=timezone(timedelta(hours=1, seconds=30, microseconds=500_000))),
+    ),
+]
+_NOT_ISO_TIMES = [
+    "2026-1129T04:05:06",
+    "2026-11-29T0405:06",
+    "2026-11-29T04:05:06.",
+    "2026-11-29T04:5:06",
+    "2026-13-01",
+]
+
+
+@pytest.mark.parametrize("path", ["this Python's", "Python 3.10's"])
+@pytest.mark.parametrize(("text", "expected"), _ISO_TIMES)
+def test_fromisoformat_reads_what_date_prints_on_every_python(path: str, text: str, expected: datetime) -> None:
+    parse = fromisoformat if path == "this Python's" else _fromisoformat_310
+    parsed = parse(text)
+    assert parsed == expected and parsed.utcoffset() == expected.utcoffset()
+    if sys.version_info >= (3, 11):
+        assert parsed == datetime.fromisoformat(text)  # the 3.10 path reads as 3.11 does
+
+
+@pytest.mark.parametrize("path", ["this Python's", "Python 3.10's"])
+@pytest.mark.parametrize("text", _NOT_ISO_TIMES)
+def test_fromisoformat_refuses_what_3_11_refuses(path: str, text: str) -> None:
+    parse = fromisoformat if path == "this Python's" else _fromisoformat_310
+    with pytest.raises(ValueError):  # noqa: PT011 - datetime's own message
+        parse(text)
