@@ -221,11 +221,8 @@ async def test_telemetry_fanout_with_failures_429s_and_retries(otel: Otel) -> No
     assert attrs_of(per_wait[1][1])["error.type"] == "timeout"
     assert attrs_of(per_wait[7][11])["http.response.status_code"] == 429
     for wid, span in waits.items():
-        # Workflow 1's first poll took three requests (two retried failures), one of workflow 7's took two; and
-        # workflow 7's last request, if its deadline cut it short (likelier on a loaded machine), was no poll.
+        # Workflow 1's first poll took three requests (two retried failures), one of workflow 7's took two.
         extra = {1: 2, 7: 1}.get(wid, 0)
-        if wid == 7 and attrs_of(per_wait[7][-1]).get("error.type") == "CancelledError":
-            extra += 1
         assert attrs_of(span)["portable_wait.polls"] == len(per_wait[wid]) - extra, wid
 
     # Never the key, never a header, never a query: not in a span and not in a metric attribute.
