@@ -34,8 +34,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Most of the suite waits on real clocks (poll intervals, rate windows), so it runs in more workers than there are
+# cores; tests/conftest.py keeps the timing-sensitive soak tests on one worker, one at a time.
+# `make pytest PYTEST_WORKERS=0` runs everything in one process.
+PYTEST_WORKERS ?= 4
+
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 $(STAMP310): pyproject.toml
 	@test -x $(BIN310)/python || { test -n "$(PYTHON310)" || { echo "Python 3.10 not found: make test-py310 PYTHON310=/path/to/python3.10" >&2; exit 1; }; $(PYTHON310) -m venv $(VENV310); }

@@ -53,7 +53,9 @@ async def test_fanout_hundreds_mixed_outcomes_with_bounded_concurrency(fake_port
             fake_portable.add_workflow(wid, pending=0.05, running=0.05 + (wid % 7) / 20)
             expected[wid] = "SUCCEEDED"
     async with fake_portable.client(max_concurrency=8) as client:
-        results = await wait_for_many(client, list(expected), return_exceptions=True, poll=FAST_POLL, timeout=1.5)
+        # 300 waits polled every 10-50 ms keep a core busy: on a quarter of one, a wait's turn comes about every
+        # 1.2 s, so the deadline leaves room for two turns after the slowest run (0.45 s) has ended.
+        results = await wait_for_many(client, list(expected), return_exceptions=True, poll=FAST_POLL, timeout=3.0)
     assert list(results) == list(expected)
     for wid, outcome in results.items():
         want = expected[wid]

@@ -26,16 +26,17 @@ async def get(fake: FakePortable, wid: int | str, key: str | None = None) -> tup
 
 
 async def test_fake_serves_the_spec_shape(fake_portable: FakePortable) -> None:
-    fake_portable.add_workflow(1, pending=0.05, running=0.1, resources={"users": 100})
+    # Each request lands in its phase with 0.3 s to spare, however late a loaded machine runs it.
+    fake_portable.add_workflow(1, pending=0.3, running=0.6, resources={"users": 100})
     code, body, _ = await get(fake_portable, 1)
     assert code == 200
     assert set(body) == {"id", "lifecycle", "disposition", "resources", "errors", "completedAt"}
     assert body["lifecycle"] == "PENDING" and body["completedAt"] is None
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.3)
     _, body, _ = await get(fake_portable, 1)
     assert body["lifecycle"] == "RUNNING"
     assert 0 <= body["resources"][0]["extracted"] <= 100  # type: ignore[index]
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.6)
     _, body, _ = await get(fake_portable, 1)
     assert body["lifecycle"] == "NOT_RUNNING" and body["disposition"] == "SUCCEEDED"
     assert datetime.fromisoformat(str(body["completedAt"]).replace("Z", "+00:00")) <= datetime.now(timezone.utc)

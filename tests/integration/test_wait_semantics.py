@@ -90,7 +90,9 @@ async def assert_nothing_left(client: PortableClient, fake: FakePortable) -> Non
 async def test_semantics_returns_the_final_status(
     wait: Wait, fake_portable: FakePortable, portable_client: PortableClient
 ) -> None:
-    fake_portable.add_workflow(1, pending=0.05, running=0.15, resources={"users": 10})
+    # Phases long enough that a loaded machine, which can hold a process off the CPU for 50 ms, still polls
+    # in each (the first poll used to miss a 50 ms PENDING about once in a hundred runs).
+    fake_portable.add_workflow(1, pending=0.3, running=0.3, resources={"users": 10})
     status = await wait(portable_client, 1, poll=FAST_POLL)
     assert status.disposition is Disposition.SUCCEEDED and status.records_loaded == 10
     assert status.lifecycle is Lifecycle.NOT_RUNNING and status.completed_at is not None
