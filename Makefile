@@ -51,7 +51,7 @@ $(STAMP310): pyproject.toml
 ## make test-py310: the pytest suite on Python 3.10, the oldest supported, in its own .venv310 (ruff and mypy
 ## already check against 3.10 in make test); CI runs it after make test
 test-py310: $(STAMP310)
-	$(BIN310)/pytest
+	$(BIN310)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 $(AIRFLOW_STAMP): pyproject.toml
 	@test -x $(AIRFLOW_BIN)/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
