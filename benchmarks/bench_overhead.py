@@ -49,7 +49,7 @@ PROFILE = (
     "timeout). Measured while building it, that timer is about 30 µs of CPU per request, an eighth of a poll."
 )
 REQUESTS = 3000
-RUNS = 7
+RUNS = 15
 VARIANTS = ("no-otel", "api", "sdk")
 TELEMETRY_NOTE = (
     "The machine was shared with other developers' builds and tests while this ran, so runs vary by tens of "

@@ -314,11 +314,13 @@ def run() -> dict[str, Any]:
         f"| same | < 3% answered 429 | **{sh[0]:.2%}** ({sh[1]} of {sh[2]}) |",
         f"| same | each ≥ 10 req/s (half a fair share) | **{', '.join(f'{e:.1f}' for e in each)}** req/s |",
         "",
-        "The shared-limit figures vary from run to run: which client wins the first second decides much, and the "
-        "pacer has no mechanism that pulls shares together (TCP's multiplicative decrease does; ours sets the rate "
-        "to what the server accepted). Over seven runs while building this (three with a since-reverted "
-        "hold jitter): together 47.5 to 56.1 req/s, 1.2% to 3.0% 429s, and in three runs one client under half "
-        "a fair share (7.7 to 8.7 req/s).",
+        "The shared-limit figures vary from run to run. Before this release's last pacer changes (no capacity "
+        "from a client's first second, a cut when the server's pauses take over 20% of a client's time, no "
+        "unpaced burst after a small rate doubles), one client in about three runs of eight got under half a "
+        "fair share (7.7 to 8.7 req/s; traced once: 58, 1 and 1 req/s after a probing client went unpaced). "
+        "After them, three runs of the shared scenario alone on a machine loaded to 6-8 gave each "
+        "24.4/16.2/15.3, 18.4/16.4/18.3 and 21.2/16.5/14.4 req/s, together 52.1 to 55.8, with 0.4% to 0.7% "
+        "429s; `python -m benchmarks pacing-sim` (section 6b) puts the remaining risk at 2 seeds in 16.",
         "",
         "![allowed vs accepted rate over time](img/pacing.png)",
         "",
