@@ -163,7 +163,7 @@ PAUSE_SHARE = 0.2
 """Past this share of ``PAUSE_WINDOW`` spent in pauses the server asked for, a 429 cuts a learned rate."""
 
 FORGET_MARGIN = 50.0
-"""...and by at least this many requests per second: see the module docstring."""
+"""A learned rate is forgotten only once it has also grown by this many requests per second (module docstring)."""
 
 FORGET_FACTOR = 2.0
 """A learned rate that grows to this multiple of its reference without a 429 is dropped."""
