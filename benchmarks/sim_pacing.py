@@ -26,14 +26,14 @@ from collections.abc import Callable, Sequence
 
 from portable_wait._pacing import Pacer
 
+from .bench_pacing import WARMUP, share_429
 from .common import write_section
 
 SEEDS = 16
-WARMUP = 5.0
 RTT = 0.005
 IN_FLIGHT = 10
 
-Record = tuple[float, int, int]  # (time, client, HTTP status)
+Record = tuple[float, int, int]  # (time, HTTP status, client), as the benchmark's server records (time, status, id)
 
 
 class _Clock:
@@ -60,7 +60,7 @@ def steps(*pairs: tuple[float, float]) -> Callable[[float], float]:
 def simulate(
     seed: int, *, clients: int, demand: float, seconds: float, limit: Callable[[float], float], rtt: float = RTT
 ) -> list[Record]:
-    """Run ``clients`` pacers against one sliding-window limit; return every request's (time, client, status)."""
+    """Run ``clients`` pacers against one sliding-window limit; return every request's (time, status, client)."""
     rng = random.Random(seed)
     clock = _Clock()
     pacers = [Pacer(None, clock=clock) for _ in range(clients)]
@@ -101,7 +101,7 @@ def simulate(
         status = 429 if len(window) >= limit(t) else 200
         if status == 200:
             window.append(t)
-        records.append((t, client, status))
+        records.append((t, status, client))
         heapq.heappush(answers, (t + rtt * rng.uniform(0.8, 1.2), client, sent, status))
         in_flight[client] += 1
         wants[client] = t + rng.expovariate(demand)
@@ -109,13 +109,8 @@ def simulate(
 
 def accepted(records: Sequence[Record], start: float, end: float, client: int | None = None) -> float:
     """Accepted requests per second in [start, end), of one client or all."""
-    n = sum(1 for t, c, s in records if start <= t < end and s == 200 and (client is None or c == client))
+    n = sum(1 for t, s, c in records if start <= t < end and s == 200 and (client is None or c == client))
     return n / (end - start)
-
-
-def share_429(records: Sequence[Record], start: float, end: float) -> float:
-    inside = [s for t, _, s in records if start <= t < end]
-    return sum(1 for s in inside if s == 429) / max(1, len(inside))
 
 
 def run(seeds: int = SEEDS) -> dict[str, int]:
@@ -123,13 +118,13 @@ def run(seeds: int = SEEDS) -> dict[str, int]:
     failures = {"limit50": 0, "moving": 0, "shared": 0}
     for seed in range(seeds):
         r = simulate(seed, clients=1, demand=500, seconds=30, limit=steps((0, 50)))
-        a50, q50 = accepted(r, WARMUP, 30), share_429(r, WARMUP, 30)
+        a50, q50 = accepted(r, WARMUP, 30), share_429(r, WARMUP, 30)[0]
         r = simulate(seed, clients=1, demand=500, seconds=50, limit=steps((0, 100), (15, 25), (30, 100)))
-        drop = share_429(r, 15, 25)
+        drop = share_429(r, 15, 25)[0]
         back = next((s - 30 for s in range(30, 50) if accepted(r, s, s + 1) >= 80), None)
         r = simulate(seed, clients=3, demand=200, seconds=30, limit=steps((0, 60)))
         each = [accepted(r, WARMUP, 30, c) for c in range(3)]
-        q3 = share_429(r, WARMUP, 30)
+        q3 = share_429(r, WARMUP, 30)[0]
         bad = {
             "limit50": not (a50 >= 45 and q50 < 0.01),
             "moving": not (drop < 0.05 and back is not None and back <= 15),

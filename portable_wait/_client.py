@@ -648,24 +648,28 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _held_length(response: aiohttp.ClientResponse) -> int | None:
+    """Return how many bytes the body will take once read, if the headers say: its ``Content-Length``, unless it
+    is compressed (a compressed body's length says nothing of what it inflates to: 200 MiB of zeros gzip to
+    200 KB)."""
+    return None if "Content-Encoding" in response.headers else response.content_length
+
+
 def _fits_unread(response: aiohttp.ClientResponse, limit: int) -> bool:
-    """Return True if the body is known to be at most ``limit`` bytes before reading it: a ``Content-Length``
-    within the limit and no ``Content-Encoding`` (a compressed body's length says nothing of what it inflates to:
-    200 MiB of zeros gzip to 200 KB)."""
-    length = response.content_length
-    return length is not None and length <= limit and "Content-Encoding" not in response.headers
+    """Return True if the body is known to be at most ``limit`` bytes before it is read."""
+    length = _held_length(response)
+    return length is not None and length <= limit
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """Return the body, or None (the connection closed, nothing kept) if it is longer than ``limit`` bytes.
+    """Return the body of an answer `_fits_unread` could not vouch for, or None (the connection closed, nothing
+    kept) if it is longer than ``limit`` bytes.
 
     The limit applies to the body as decompressed (aiohttp inflates it as it is read), so a small compressed
     answer cannot fill memory.
     """
-    if _fits_unread(response, limit):
-        return await response.read()
-    length = response.content_length
-    if length is not None and length > limit and "Content-Encoding" not in response.headers:
+    length = _held_length(response)
+    if length is not None and length > limit:
         return None  # known to be too long: not read at all
     # Chunked, up to the connection's close, or compressed: read at most limit + 1 bytes of what it inflates to.
     parts: list[bytes] = []
