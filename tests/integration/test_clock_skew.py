@@ -66,9 +66,13 @@ async def test_after_with_skewed_clock_refuses_the_previous_run_and_finds_the_ne
     async with FakePortable(clock_offset=-skew) as fake:
         fake.add_workflow(1, start=False, previous="FAILED", previous_completed_at=fake.now() - timedelta(seconds=3))
         after = datetime.now(timezone.utc)
-        fake.trigger(1, running=0.1, outcome="SUCCEEDED", shows_after=0.05)
+        # The new run shows up 0.2 s after the trigger and ends 0.1 s later; polls 0.6 s apart. The first poll
+        # (the previous result) has 0.2 s to land even on a loaded machine (with 50 ms it sometimes landed in
+        # the run), and the second comes 0.3 s after the run has ended.
+        fake.trigger(1, running=0.1, outcome="SUCCEEDED", shows_after=0.2)
+        between = PollPolicy(initial=0.6, maximum=0.6, multiplier=1, jitter=0)
         async with fake.client() as client:
-            status = await wait_for_completion(client, 1, poll=BLIND, after=after, timeout=5)
+            status = await wait_for_completion(client, 1, poll=between, after=after, timeout=5)
             estimate = client.server_clock.estimate()
     assert status.disposition is Disposition.SUCCEEDED
     assert {r.lifecycle for r in fake.requests} == {"NOT_RUNNING"}  # the new run was never seen going
