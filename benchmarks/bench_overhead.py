@@ -46,7 +46,11 @@ PROFILE = (
     "(`python -m benchmarks profile`). No tenacity object is built unless a first attempt fails, no pacing "
     "happens unless a rate limit is set or a 429 was seen, and the request timeout is kept by one timer per "
     "client rather than aiohttp's timer per request (which the bare loop pays: its default 5-minute total "
-    "timeout). Measured while building it, that timer is about 30 µs of CPU per request, an eighth of a poll."
+    "timeout). Measured while building it, that timer is about 30 µs of CPU per request, an eighth of a poll. "
+    "A request takes a free slot of `max_concurrency` without a coroutine or a future, records its telemetry "
+    "without an object of its own when OpenTelemetry is off, and has its body parsed by pydantic's validator "
+    "without the `model_validate_json` wrapper (1.5 µs). Measured on a canned answer as in section 1b, these cut "
+    "the client's own work per request above the bare loop's from about 11 µs to about 7 µs."
 )
 REQUESTS = 3000
 RUNS = 15

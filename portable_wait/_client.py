@@ -44,9 +44,10 @@ from ._errors import (
     is_transient,
 )
 from ._hub import WaitHub
-from ._models import WorkflowStatus
+from ._models import WorkflowStatus, status_from_json
 from ._pacing import Pacer
 from ._redact import Redactor, register_key, unregister_key
+from ._slots import Slots
 from ._telemetry import ClientStats, ClientTelemetry
 from ._validate import check_int, check_seconds, check_timeout, check_workflow_id
 from ._version import __version__
@@ -155,7 +156,7 @@ class PortableClient:
         self._pacer = Pacer(rate_limit, max_pause=retry.retry_after_cap)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the session was made in
-        self._semaphore: asyncio.Semaphore | None = None
+        self._slots: Slots | None = None  # max_concurrency requests in flight, made with the session
         self._closed = False
         self._in_flight = 0
         self._requests = 0
@@ -282,7 +283,7 @@ class PortableClient:
                 raise_for_status=False,
                 auto_decompress=True,
             )
-            self._semaphore = asyncio.Semaphore(self._max_concurrency)
+            self._slots = Slots(self._max_concurrency)
         return self._session
 
     async def get_workflow_status(self, workflow_id: int) -> WorkflowStatus:
@@ -328,76 +329,94 @@ class PortableClient:
 
     async def _exchange(self, wid: int) -> WorkflowStatus | PortableError:
         """Make one request; return its status, or the error it ended in (never raised here)."""
-        # This runs for every request: the common case (open session, same loop, unpaced) reads few attributes.
+        # This runs for every request: the common case (open session, same loop, a free slot, unpaced) reads few
+        # attributes, makes no object of its own and awaits nothing but aiohttp.
         loop = asyncio.get_running_loop()
         session = self._session
         if session is None or loop is not self._loop or self._closed:
             session = self._ensure_session()  # opens it, or raises (closed, another loop)
-        semaphore = self._semaphore
-        assert semaphore is not None
-        pacer = self._pacer
-        async with semaphore:
+        slots = self._slots
+        assert slots is not None
+        if not slots.try_take():
+            await slots.take()
+        try:
+            pacer = self._pacer
+            now = loop.time()
             if pacer.engaged:
                 sent_at = await pacer.acquire()
+                now = loop.time()
             else:
-                sent_at = pacer.count_send(loop.time())
+                sent_at = pacer.count_send(now)
             self._in_flight += 1
             self._requests += 1
             if self._first_try is None:
-                self._first_try = loop.time()
+                self._first_try = now
             sent = time.time()
             # Failures are built into `failure` and raised outside any except block, so no exception of ours has
             # aiohttp's error (whose repr shows the request headers, key included) on __cause__ or __context__.
             failure: PortableError | None = None
-            # Timed from here: the exchange only, not the wait for the semaphore or the pacer.
-            deadline = self._deadlines.start(loop)
+            status_code = 0  # until the whole answer has been read
+            # What the exchange ended in without an answer, for telemetry: cleared before this frame is left, so
+            # an error reporter that records locals never sees aiohttp's error (its repr shows the key).
+            unanswered: BaseException | None = None
+            # Timed from here: the exchange only, not the wait for a slot or the pacer.
+            deadlines = self._deadlines
+            deadline = deadlines.start(loop, now)
+            probe = self._telemetry.request(wid)
             try:
-                with self._telemetry.request(wid) as probe:
-                    try:
-                        async with session.get(self._prefix + f"{wid}/status", allow_redirects=False) as response:
-                            self._answered = True
-                            self._clock.observe(
-                                response.headers.get("Date"), sent, time.time(), age=response.headers.get("Age")
-                            )
-                            body: bytes | None
-                            if _fits_unread(response, MAX_BODY_BYTES):
-                                body = await response.read()  # the common case: exactly Content-Length bytes
-                            else:
-                                body = await _read_capped(response, MAX_BODY_BYTES)
-                            status_code = response.status
-                            headers = response.headers
-                    except asyncio.CancelledError:
-                        if not self._deadlines.expired(deadline):
-                            raise  # the caller's cancellation, not our timeout
-                        raise asyncio.TimeoutError from None  # recorded by the probe, reported below
-                    probe.status = status_code
-            except asyncio.TimeoutError:
+                try:
+                    async with session.get(self._prefix + f"{wid}/status", allow_redirects=False) as response:
+                        self._answered = True
+                        headers = response.headers
+                        self._clock.observe(headers.get("Date"), sent, time.time(), age=headers.get("Age"))
+                        body: bytes | None
+                        if _fits_unread(response, MAX_BODY_BYTES):
+                            body = await response.read()  # the common case: exactly Content-Length bytes
+                        else:
+                            body = await _read_capped(response, MAX_BODY_BYTES)
+                        status_code = response.status
+                except asyncio.CancelledError:
+                    if not deadlines.expired(deadline):
+                        raise  # the caller's cancellation, not our timeout
+                    raise asyncio.TimeoutError from None  # reported below
+            except asyncio.TimeoutError as exc:
+                unanswered = exc
                 failure = self._transport_error(
                     f"status request for workflow {wid} timed out after {self._timeout:g} s",
                     wid,
                     f"no answer within the request timeout of {self._timeout:g} s",
                 )
             except aiohttp.ClientPayloadError as exc:
+                unanswered = exc
                 failure = InvalidResponseError(
                     f"the status body for workflow {wid} was cut short ({self._describe(exc)})",
                     workflow_id=wid,
                     transient=True,
                 )
             except aiohttp.ClientResponseError as exc:
+                unanswered = exc
                 parser = self._describe(exc.message, name=False)
                 failure = self._transport_error(
                     f"bad HTTP answer for workflow {wid}: {exc.status} {parser}", wid, f"not an HTTP answer ({parser})"
                 )
             except (aiohttp.ClientError, OSError) as exc:
+                unanswered = exc
                 detail = self._describe(exc)
                 failure = self._transport_error(
                     f"could not reach Portable at {self._base_url} for workflow {wid}: {detail}",
                     wid,
                     f"{_connection_failure(exc)} ({detail})",
                 )
+            except BaseException as exc:  # the caller's cancellation, or a bug: recorded, then on its way
+                unanswered = exc
+                raise
             finally:
-                self._deadlines.finish(deadline)
+                deadlines.finish(deadline)
                 self._in_flight -= 1
+                self._telemetry.request_done(probe, status_code or None, unanswered)
+                unanswered = None
+        finally:
+            slots.give()
         if failure is not None:
             return failure
         if body is None:
@@ -458,7 +477,7 @@ class PortableClient:
         # problems, built without input, leaves the except block.
         problems: list[Any] | None = None
         try:
-            status = WorkflowStatus.model_validate_json(body)
+            status = status_from_json(body)
         except ValidationError as exc:
             problems = list(exc.errors(include_url=False, include_input=False, include_context=False))
         if problems is not None:

@@ -18,6 +18,7 @@ aiohttp's own timer on 3.10.
 from __future__ import annotations
 
 import asyncio
+import sys
 
 __all__ = ["RequestDeadlines"]
 
@@ -32,66 +33,72 @@ MAX_TICK = 1.0
 """Seconds: the least often the check runs, for long timeouts."""
 
 
-class Deadline:
-    """One request's deadline; see `RequestDeadlines.start`."""
-
-    __slots__ = ("at", "cancelling", "fired", "task")
-
-    def __init__(self, task: asyncio.Task[object], at: float) -> None:
-        self.task = task
-        self.at = at
-        self.fired = False
-        cancelling = getattr(task, "cancelling", None)  # Python 3.11+
-        self.cancelling = cancelling() if cancelling is not None else 0
-
-
 class RequestDeadlines:
     """The deadlines of one client's requests in flight, checked by one timer.
+
+    A request is known by the task that makes it: a task runs one request at a time. Every request has the same
+    timeout, so the deadlines, kept in the order the requests started, are also in the order they fall due,
+    and a check stops at the first one not yet due.
 
     Args:
         timeout: Seconds one request may take.
     """
 
-    __slots__ = ("_active", "_loop", "_tick", "_timer", "timeout")
+    __slots__ = ("_active", "_fired", "_loop", "_tick", "_timer", "timeout")
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._tick = min(MAX_TICK, max(MIN_TICK, timeout / TICKS))
-        self._active: set[Deadline] = set()
+        # task -> (deadline in loop time, the task's cancel count when its request started)
+        self._active: dict[asyncio.Task[object], tuple[float, int]] = {}
+        self._fired: set[asyncio.Task[object]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __len__(self) -> int:
         return len(self._active)
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> Deadline:
-        """Start timing a request made by the current task; pass the result to `finish` when it ends."""
+    def start(self, loop: asyncio.AbstractEventLoop, now: float | None = None) -> asyncio.Task[object]:
+        """Start timing a request made by the current task; pass the result to `finish` when it ends.
+
+        Args:
+            loop: The running loop.
+            now: ``loop.time()``, if the caller has just read it.
+        """
         task = asyncio.current_task(loop)
         if task is None:  # not reachable from a coroutine run by asyncio, which always runs in a task
             raise RuntimeError("a request must be made from an asyncio task")
-        deadline = Deadline(task, loop.time() + self.timeout)
-        self._active.add(deadline)
+        if task in self._active:
+            raise RuntimeError("a task makes one request at a time")
+        if now is None:
+            now = loop.time()
+        # Python 3.10 has no cancel count (Task.cancelling, Task.uncancel): see the module's docstring.
+        if sys.version_info >= (3, 11):
+            self._active[task] = (now + self.timeout, task.cancelling())
+        else:
+            self._active[task] = (now + self.timeout, 0)
         if self._timer is None:
             self._loop = loop
             self._timer = loop.call_later(self._tick, self._check)
-        return deadline
+        return task
 
-    def finish(self, deadline: Deadline) -> None:
+    def finish(self, task: asyncio.Task[object]) -> None:
         """Stop timing a request (it answered, failed or was cancelled)."""
-        self._active.discard(deadline)
+        self._active.pop(task, None)
+        if self._fired:
+            self._fired.discard(task)
 
-    def expired(self, deadline: Deadline) -> bool:
-        """Return True if the `asyncio.CancelledError` being handled is this deadline's, and consume it.
+    def expired(self, task: asyncio.Task[object]) -> bool:
+        """Return True if the `asyncio.CancelledError` being handled is this request's timeout, and consume it.
 
         Call it only while handling a CancelledError raised during the request. False means the cancellation
         came from elsewhere (alone or as well as the timeout): re-raise it.
         """
-        if not deadline.fired:
+        if task not in self._fired:
             return False
-        uncancel = getattr(deadline.task, "uncancel", None)  # Python 3.11+
-        if uncancel is None:
+        if sys.version_info < (3, 11):
             return True
-        return bool(uncancel() <= deadline.cancelling)
+        return task.uncancel() <= self._active[task][1]
 
     def close(self) -> None:
         """Stop the timer once no request is in flight (the client is closing).
@@ -112,7 +119,13 @@ class RequestDeadlines:
         loop = self._loop
         assert loop is not None
         now = loop.time()
-        for deadline in [d for d in active if d.at <= now and not d.fired]:
-            deadline.fired = True
-            deadline.task.cancel()
+        due = []
+        for task, (at, _) in active.items():
+            if at > now:
+                break  # started later, so due later
+            if task not in self._fired:
+                due.append(task)
+        for task in due:
+            self._fired.add(task)
+            task.cancel()
         self._timer = loop.call_later(self._tick, self._check)

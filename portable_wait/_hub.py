@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._clock import ServerClock
 from ._errors import PortableError, WorkflowFailedError
-from ._models import WorkflowStatus
+from ._models import WorkflowStatus, status_from_json
 from ._polling import WaitOptions, WaitState
 from ._telemetry import WaitTelemetry
 from ._validate import unique_workflow_ids
@@ -351,7 +351,7 @@ class WaitHub:
             last = None
             stream = self._streams.get(waiter.wid)
             if waiter.polls and stream is not None and stream.body is not None:
-                last = WorkflowStatus.model_validate_json(stream.body)
+                last = status_from_json(stream.body)
             outcome: Outcome | BaseException = waiter.timed_out(last)
         except Exception as error:  # a bug: end this wait with it rather than leave it hanging
             logger.exception("building the timeout of the wait on workflow %s failed", waiter.wid)

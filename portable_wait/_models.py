@@ -27,7 +27,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from ._redact import live_redactor
 
-__all__ = ["Disposition", "Lifecycle", "ResourceStatus", "WorkflowStatus"]
+__all__ = ["Disposition", "Lifecycle", "ResourceStatus", "WorkflowStatus", "status_from_json"]
 
 logger = logging.getLogger("portable_wait")
 _warned_values: set[tuple[str, str]] = set()
@@ -169,3 +169,16 @@ class WorkflowStatus(BaseModel):
         found = list(self.errors)
         found.extend(f"{r.name}: {e}" for r in self.resources for e in r.errors)
         return found
+
+
+_validate_json = WorkflowStatus.__pydantic_validator__.validate_json
+
+
+def status_from_json(body: bytes | str) -> WorkflowStatus:
+    """Return ``WorkflowStatus.model_validate_json(body)``, without the wrapper pydantic puts around it.
+
+    The wrapper (keyword handling for options not used here) measured about 1.5 µs per call, which every poll
+    pays. Raises `pydantic.ValidationError` as the wrapper does.
+    """
+    status: WorkflowStatus = _validate_json(body)
+    return status

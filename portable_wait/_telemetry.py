@@ -10,9 +10,9 @@ ever holds the API key, a header, or a URL with a query.
 
 Two levels, so the thing that drives waits can change without touching the client:
 
-* request level (`ClientTelemetry.request`, used by the client's one choke point, and `ClientTelemetry.retry`,
-  handed to the request retry loop): one HTTP client span per request and the ``portable_wait.requests``,
-  ``request.duration``, ``retries`` and ``rate_limited`` metrics;
+* request level (`ClientTelemetry.request` and `request_done`, used by the client's one choke point, and
+  `ClientTelemetry.retry`, handed to the request retry loop): one HTTP client span per request and the
+  ``portable_wait.requests``, ``request.duration``, ``retries`` and ``rate_limited`` metrics;
 * wait level (`ClientTelemetry.wait_started` returns a `WaitTelemetry`; the driver wraps each poll's request in
   ``with wait.polling():`` and calls ``wait.finished(outcome)`` or ``wait.cancelled()`` once): one
   ``portable_wait.wait`` span per wait, the parent of its requests' spans even when a shared worker task sends
@@ -292,38 +292,38 @@ class ClientTelemetry:
 
     # -- request level ----------------------------------------------------------------------------------------
 
-    def request(self, workflow_id: int, parent: WaitTelemetry | None = None) -> RequestTelemetry:
-        """Start recording one HTTP exchange; use the result as a context manager around the exchange only.
+    def request(self, workflow_id: int, parent: WaitTelemetry | None = None) -> RequestTelemetry | None:
+        """Start recording one HTTP exchange: call it just before the request, and `request_done` once its whole
+        answer has been read, or it ended without one.
 
         ``parent`` is the wait the request is for; by default the one whose ``polling()`` block is running.
-        Set ``status`` on the result once the whole answer has been read; an exception leaving the block
-        records the exchange as unanswered, with its ``error.type``.
+        Returns what `request_done` needs: None when OpenTelemetry is off, as there is no span to carry (the
+        common case costs no object per request).
         """
-        probe = RequestTelemetry(self)
         otel = _otel
-        if otel is not None:
-            wait = parent if parent is not None else _CURRENT_WAIT.get()
-            context = wait.context if wait is not None else None
-            attributes = {**self._attrs, "url.full": f"{self._prefix}{workflow_id}/status"}
-            span = otel.tracer.start_span(REQUEST_SPAN_NAME, context, otel.client_kind, attributes)
-            probe.otel = otel
-            probe.span = span
-            probe.started = time.perf_counter()
-        return probe
+        if otel is None:
+            return None
+        wait = parent if parent is not None else _CURRENT_WAIT.get()
+        context = wait.context if wait is not None else None
+        attributes = {**self._attrs, "url.full": f"{self._prefix}{workflow_id}/status"}
+        span = otel.tracer.start_span(REQUEST_SPAN_NAME, context, otel.client_kind, attributes)
+        return RequestTelemetry(otel, span, time.perf_counter())
 
-    def _request_done(self, probe: RequestTelemetry, error: BaseException | None) -> None:
+    def request_done(self, probe: RequestTelemetry | None, status: int | None, error: BaseException | None) -> None:
+        """Record the end of an exchange `request` started: its HTTP status once the whole answer was read, or
+        the error it ended in without one (``error.type``: "timeout", or the error's class)."""
         key: int | str
-        if error is None and probe.status is not None:
-            key = probe.status
+        if error is None and status is not None:
+            key = status
             if key == 429:
                 self._rate_limited += 1
         else:
             key = "_OTHER" if error is None else error_type(error)
         self._requests += 1
         self._by_status[key] = self._by_status.get(key, 0) + 1
-        otel = probe.otel  # what the request started with, even if the providers changed meanwhile
-        if otel is None or probe.span is None:
+        if probe is None:
             return
+        otel = probe.otel  # what the request started with, even if the providers changed meanwhile
         attrs = _request_attrs(key)
         otel.requests.add(1, attrs)
         otel.request_duration.record(time.perf_counter() - probe.started, attrs)
@@ -395,24 +395,14 @@ class ClientTelemetry:
 
 
 class RequestTelemetry:
-    """One HTTP exchange being recorded; see `ClientTelemetry.request`."""
+    """One HTTP exchange being recorded with OpenTelemetry; see `ClientTelemetry.request`."""
 
-    __slots__ = ("otel", "owner", "span", "started", "status")
+    __slots__ = ("otel", "span", "started")
 
-    def __init__(self, owner: ClientTelemetry) -> None:
-        self.owner = owner
-        self.otel: _Otel | None = None
-        self.status: int | None = None
-        self.span: Span | None = None
-        self.started = 0.0
-
-    def __enter__(self) -> RequestTelemetry:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.owner._request_done(self, exc)
+    def __init__(self, otel: _Otel, span: Span, started: float) -> None:
+        self.otel = otel
+        self.span = span
+        self.started = started
 
 
 class WaitTelemetry:

@@ -53,8 +53,8 @@ async def test_deadlines_pass_on_a_cancellation_that_comes_with_the_timeout() ->
     started = asyncio.Event()
     task = asyncio.create_task(_request(deadlines, started))
     await started.wait()
-    for deadline in deadlines._active:
-        deadline.at = 0.0  # overdue now
+    _, count = deadlines._active[task]  # a request is known by its task
+    deadlines._active[task] = (0.0, count)  # overdue now
     deadlines._check()  # the timeout fires...
     task.cancel()  # ...and the caller cancels in the same loop iteration
     with pytest.raises(asyncio.CancelledError):
@@ -77,3 +77,35 @@ def test_deadlines_tick_is_a_sixteenth_of_the_timeout_within_bounds() -> None:
     assert RequestDeadlines(30.0)._tick == MAX_TICK
     assert RequestDeadlines(0.001)._tick == MIN_TICK
     assert RequestDeadlines(1.6)._tick == pytest.approx(0.1)
+
+
+async def test_deadlines_fire_only_the_requests_that_are_due() -> None:
+    # Deadlines are kept in the order requests started, which is the order they fall due: a check stops at the
+    # first one not yet due, and must still fire every one that is.
+    deadlines = RequestDeadlines(30.0)
+    events = [asyncio.Event() for _ in range(3)]
+    tasks = [asyncio.create_task(_request(deadlines, event)) for event in events]
+    for event in events:
+        await event.wait()
+    for task in tasks[:2]:
+        deadlines._active[task] = (0.0, deadlines._active[task][1])  # the two oldest are overdue
+    deadlines._check()
+    assert await asyncio.wait_for(tasks[0], 1) == "timed out"
+    assert await asyncio.wait_for(tasks[1], 1) == "timed out"
+    assert not tasks[2].done() and len(deadlines) == 1
+    tasks[2].cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await tasks[2]
+    assert len(deadlines) == 0
+    deadlines.close()
+
+
+async def test_deadlines_know_a_request_by_its_task() -> None:
+    deadlines = RequestDeadlines(30.0)
+    loop = asyncio.get_running_loop()
+    token = deadlines.start(loop)
+    with pytest.raises(RuntimeError, match="one request at a time"):
+        deadlines.start(loop)
+    deadlines.finish(token)
+    deadlines.finish(deadlines.start(loop))  # free again once finished
+    deadlines.close()
