@@ -22,8 +22,8 @@ everything with `make bench` (about half an hour on 2 cores), or one part with `
 (`python -m benchmarks --help` lists them); each saves its section under `docs/bench-results/`, and
 `make bench-report` (`python -m benchmarks report`) rebuilds this page from those sections without running
 anything. This page is generated: edit the benchmark or its stored section, never this file.
-Sections 1 to 4 were measured before the wait hub (issue 11); section 5 measures the hub against that
-code, side by side.
+Every section was measured with the wait hub (issue 11), section 5 side by side with the code before it,
+except section 4, which simulates the poll schedule in virtual time, whatever drives it.
 
 The benchmarks are never part of `make test`: timing assertions in a test suite only make it flaky.
 """

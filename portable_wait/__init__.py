@@ -20,7 +20,7 @@ from ._errors import (
 from ._fanout import as_completed, wait_for_many
 from ._hub import Outcome
 from ._models import Disposition, Lifecycle, ResourceStatus, WorkflowStatus
-from ._polling import PollEvent, wait_for_completion
+from ._polling import PollEvent, WaitKwargs, wait_for_completion
 from ._telemetry import ClientStats
 from ._version import __version__
 
@@ -40,6 +40,7 @@ __all__ = [
     "ResourceStatus",
     "RetryPolicy",
     "TransportError",
+    "WaitKwargs",
     "WaitTimeoutError",
     "WorkflowFailedError",
     "WorkflowNotFoundError",

@@ -43,12 +43,12 @@ from ._errors import (
     error_from_response,
     is_transient,
 )
-from ._hub import WaitHub
+from ._hub import CLIENT_CLOSED, WaitHub
 from ._models import WorkflowStatus, status_from_json
 from ._pacing import Pacer
 from ._redact import Redactor, register_key, unregister_key
 from ._slots import Slots
-from ._telemetry import ClientStats, ClientTelemetry
+from ._telemetry import ClientStats, ClientTelemetry, RequestTelemetry
 from ._validate import check_int, check_seconds, check_timeout, check_workflow_id
 from ._version import __version__
 
@@ -262,14 +262,14 @@ class PortableClient:
             self._ensure_session()
             hub = self._hub = WaitHub(self)
         elif self._closed:
-            raise RuntimeError("this PortableClient is closed; create a new one")
+            raise RuntimeError(CLIENT_CLOSED)
         elif hub.loop is not asyncio.get_running_loop():
             raise RuntimeError(_OTHER_LOOP)
         return hub
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._closed:
-            raise RuntimeError("this PortableClient is closed; create a new one")
+            raise RuntimeError(CLIENT_CLOSED)
         if self._loop is not None and self._loop is not asyncio.get_running_loop():
             # aiohttp would fail later with "Event loop is closed", or hang if that loop runs in another thread.
             raise RuntimeError(_OTHER_LOOP)
@@ -347,6 +347,11 @@ class PortableClient:
                 now = loop.time()
             else:
                 sent_at = pacer.count_send(now)
+            if self._closed:  # while this request waited for a slot or the pacer
+                raise RuntimeError(CLIENT_CLOSED)
+            # Timed from here: the exchange only, not the wait for a slot or the pacer.
+            deadlines = self._deadlines
+            deadline = deadlines.start(loop, now)  # raises only on misuse, before anything needs undoing
             self._in_flight += 1
             self._requests += 1
             if self._first_try is None:
@@ -359,11 +364,9 @@ class PortableClient:
             # What the exchange ended in without an answer, for telemetry: cleared before this frame is left, so
             # an error reporter that records locals never sees aiohttp's error (its repr shows the key).
             unanswered: BaseException | None = None
-            # Timed from here: the exchange only, not the wait for a slot or the pacer.
-            deadlines = self._deadlines
-            deadline = deadlines.start(loop, now)
-            probe = self._telemetry.request(wid)
+            probe: RequestTelemetry | None = None
             try:
+                probe = self._telemetry.request(wid)
                 try:
                     async with session.get(self._prefix + f"{wid}/status", allow_redirects=False) as response:
                         self._answered = True
@@ -413,8 +416,10 @@ class PortableClient:
             finally:
                 deadlines.finish(deadline)
                 self._in_flight -= 1
-                self._telemetry.request_done(probe, status_code or None, unanswered)
-                unanswered = None
+                try:
+                    self._telemetry.request_done(probe, status_code or None, unanswered)
+                finally:
+                    unanswered = None
         finally:
             slots.give()
         if failure is not None:

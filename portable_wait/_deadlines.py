@@ -3,7 +3,8 @@
 aiohttp's ``ClientTimeout(total=...)`` arms a timer for every request: a ``TimerHandle`` pushed onto the event
 loop's heap, then cancelled and later swept out of it. At thousands of requests a second that measured about
 30 µs of CPU per request on our benchmark machine, an eighth of a whole poll (docs/performance.md, section 1).
-`RequestDeadlines` keeps the deadlines of the requests in flight in a set and checks them from one timer, which
+`RequestDeadlines` keeps the deadlines of the requests in flight (by the task making each, in the order they
+started) and checks them from one timer, which
 runs only while a request is in flight, every ``timeout / TICKS`` seconds (between ``MIN_TICK``, 10 ms, and
 ``MAX_TICK``, 1 s). A request that overruns is cancelled within one tick of its deadline (with the default 30 s
 timeout, at most 1 s late; with 0.1 s, at most 10 ms late), and the client reports it as the same "timed out"

@@ -51,8 +51,8 @@ async def as_completed(
         workflow_ids: Positive ints.
         **wait_kwargs: ``timeout``, ``poll``, ``raise_on_failure``, ``after``, ``on_poll``, as for
             `wait_for_completion`; ``timeout`` applies to each workflow, all of which start together.
-            An ``on_poll`` hook runs in the hub's worker that polled, so a slow hook delays other polls:
-            keep it quick.
+            A plain ``on_poll`` hook is called in the hub's worker that polled, so keep it quick; a
+            coroutine function's runs in a task of its own and holds up no other wait.
 
     Raises:
         TypeError, ValueError: A bad ID or keyword, before any request.

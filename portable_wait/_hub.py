@@ -21,6 +21,8 @@ How it runs::
   (`WaitState.trusts_stale`); otherwise the stream polls again right after it.
 * A waiter leaving (cancelled, timed out, resolved) never disturbs the others; when a stream loses its last
   waiter it is dropped, and its request in flight is cancelled.
+* ``on_poll`` hooks never hold up a worker: a coroutine function's runs in a task of its own (`WaitHub._emit`),
+  one at a time per waiter; its stream's next poll and its wait's outcome wait for it, no other wait does.
 * Memory: a waiter is a slotted `WaitState` plus its future, a stream a slotted object with the last answer
   kept as compact JSON (for ``WaitTimeoutError.last_status``, parsed only when asked). No parsed status is
   kept. Fan-out enrolls ``ENROLL_CHUNK`` waiters at a time and yields to the loop in between, and expiring
@@ -31,24 +33,25 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import inspect
 import itertools
 import logging
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._clock import ServerClock
 from ._errors import PortableError, WorkflowFailedError
 from ._models import WorkflowStatus, status_from_json
 from ._polling import WaitOptions, WaitState
-from ._telemetry import WaitTelemetry
+from ._telemetry import WaitTelemetry, tracing
 from ._validate import unique_workflow_ids
 
 if TYPE_CHECKING:
     from ._client import PortableClient
 
-__all__ = ["ENROLL_CHUNK", "EXPIRE_CHUNK", "JOIN_AFTER", "Outcome", "WaitHub", "poll_round"]
+__all__ = ["CLIENT_CLOSED", "ENROLL_CHUNK", "EXPIRE_CHUNK", "JOIN_AFTER", "Outcome", "WaitHub", "poll_round"]
 
 logger = logging.getLogger("portable_wait")
 
@@ -69,6 +72,9 @@ by the stream's next poll at that age, not by an extra one at once."""
 
 WORKER_NAME = "portable_wait.hub.worker"
 
+CLIENT_CLOSED = "this PortableClient is closed; create a new one"
+"""What using a closed client raises (`RuntimeError`), from the client and from its hub."""
+
 
 class _Waiter(WaitState):
     """A wait enrolled in the hub: its state, and where its outcome goes (None once delivered).
@@ -77,7 +83,7 @@ class _Waiter(WaitState):
     so "an answer to a request sent after ``joined``" means "not yet served" for every waiter.
     """
 
-    __slots__ = ("joined", "sink", "telemetry")
+    __slots__ = ("hook", "joined", "sink", "telemetry")
     one_round = False
 
     sink: asyncio.Future[Any] | Deliver | None
@@ -86,6 +92,7 @@ class _Waiter(WaitState):
         super().__init__(wid, options, now, clock=clock)
         self.joined = now
         self.telemetry: WaitTelemetry | None = None  # None for `poll_round`'s one-answer waiters
+        self.hook: asyncio.Task[None] | None = None  # its async on_poll hook's last call, while it runs
 
 
 class _RoundWaiter(_Waiter):
@@ -133,6 +140,7 @@ class WaitHub:
         self._timer_at = math.inf
         self._closed = False
         self._dead: set[int] = set()  # workers that died while the hub was open, to replace
+        self._hooks: set[asyncio.Task[None]] = set()  # async on_poll hooks running (see _emit)
         self._workers = [self._start_worker(i) for i in range(client.max_concurrency)]
 
     def _start_worker(self, index: int) -> asyncio.Task[None]:
@@ -217,6 +225,8 @@ class WaitHub:
         waiter.sink = None
         if waiter.telemetry is not None:
             waiter.telemetry.cancelled()
+        if waiter.hook is not None:
+            waiter.hook.cancel()  # nobody waits for this wait any more, nor for its hook
         self._detach(waiter)
 
     async def leave_all(self, waiters: list[_Waiter]) -> None:
@@ -233,7 +243,7 @@ class WaitHub:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError("this PortableClient is closed; create a new one")
+            raise RuntimeError(CLIENT_CLOSED)
 
     def _join(self, waiter: _Waiter) -> None:
         if self._dead:
@@ -250,8 +260,12 @@ class WaitHub:
         # A busy stream serves its joiners when its answer comes (or polls again at once). An idle one polls now,
         # unless it was answered a moment ago: then when that answer is as old as the joiner's own first pause
         # (at most JOIN_AFTER), so that waits joining one by one cost one request per JOIN_AFTER, not each one.
+        # A joiner whose deadline leaves no JOIN_AFTER for an answer after that poll is not held back: its wait
+        # would end with no status at all, where a wait of its own would have polled at once.
         if not stream.busy:
             first = max(waiter.joined, stream.answered + min(waiter.options.poll.initial, JOIN_AFTER))
+            if waiter.deadline is not None and waiter.deadline < first + JOIN_AFTER:
+                first = waiter.joined
             if stream.due is None or stream.due > first:
                 self._schedule(stream, first)
 
@@ -347,6 +361,8 @@ class WaitHub:
                 return
 
     def _expire(self, waiter: _Waiter) -> None:
+        if waiter.hook is not None:
+            waiter.hook.cancel()  # a wait's hooks never outlive it
         try:
             last = None
             stream = self._streams.get(waiter.wid)
@@ -417,7 +433,9 @@ class WaitHub:
         try:
             # The request's span is a child of one waiter's wait span: the first one's, which is usually the
             # wait that opened the stream. Every waiter it serves counts it as one of its polls.
-            parent = next((w.telemetry for w in stream.waiters if w.telemetry is not None), None)
+            parent = None
+            if tracing():
+                parent = next((w.telemetry for w in stream.waiters if w.telemetry is not None), None)
             if parent is None:
                 status = await self._client.get_workflow_status(stream.wid)
             else:
@@ -426,7 +444,7 @@ class WaitHub:
         except PortableError as error:
             stream.worker = None
             if self._streams.get(stream.wid) is stream:
-                await self._answer(stream, sent, None, error)
+                self._answer(stream, sent, None, error)
             return
         except asyncio.CancelledError:
             stream.worker = None
@@ -440,35 +458,39 @@ class WaitHub:
         finally:
             stream.worker = None
         if self._streams.get(stream.wid) is stream:
-            await self._answer(stream, sent, status, None)
+            self._answer(stream, sent, status, None)
 
-    async def _answer(
-        self, stream: _Stream, sent: float, status: WorkflowStatus | None, error: PortableError | None
-    ) -> None:
+    def _answer(self, stream: _Stream, sent: float, status: WorkflowStatus | None, error: PortableError | None) -> None:
         now = stream.answered = self._loop.time()
         if status is not None and stream.timed:
             stream.body = status.model_dump_json(by_alias=True)
         shortest = math.inf
+        unserved = False
+        hooks: list[asyncio.Task[None]] = []  # async hooks of waits going on: their next poll waits for them
         for waiter in list(stream.waiters):  # a copy: waiters leave as they finish
             if waiter.sink is None:
                 continue
             if status is not None and waiter.joined > sent and not waiter.trusts_stale(status):
-                continue  # joined after this request left; polled again below
+                unserved = True  # joined after this request left: it wants its first poll now
+                continue
             waiter.joined = min(waiter.joined, sent)
-            delay = await self._judge(waiter, status, error, now)
-            if delay is not None and delay < shortest:
-                shortest = delay
+            delay = self._judge(waiter, status, error, now)
+            if delay is not None:
+                shortest = min(shortest, delay)
+                if waiter.hook is not None and not waiter.hook.done():
+                    hooks.append(waiter.hook)
         stream.busy = False
         if self._streams.get(stream.wid) is not stream:
             return
-        # Waiters not served yet (joined mid-request, or while hooks ran) want their first poll now.
         if shortest == math.inf:  # every waiter served left meanwhile: follow the schedule of those still here
             shortest = min(w.poll_delay(None, self._cap) for w in stream.waiters)
-        due = now if any(w.joined > sent for w in stream.waiters) else now + shortest
-        if stream.due is None or due < stream.due:
+        due = now if unserved else now + shortest
+        if hooks:
+            self._schedule_after(stream, due, hooks)
+        elif stream.due is None or due < stream.due:
             self._schedule(stream, due)
 
-    async def _judge(
+    def _judge(
         self, waiter: _Waiter, status: WorkflowStatus | None, error: PortableError | None, now: float
     ) -> float | None:
         """Apply one answer to one waiter; return its next pause, or None if its wait is over."""
@@ -481,34 +503,103 @@ class WaitHub:
                 delay = waiter.poll_delay(error, self._cap)
                 waiter.log_failed_poll(error, delay)
                 if hook:
-                    await waiter.emit(now, None, waiter.clip(delay, now), error)
+                    self._emit(waiter, now, None, waiter.clip(delay, now), error)
                 return self._going_on(waiter, delay)
             if hook:
-                await waiter.emit(now, None, None, error)
-            self._resolve(waiter, error)
+                self._emit(waiter, now, None, None, error)
+            self._finish(waiter, error)
             return None
         waiter.on_status(status)
         if waiter.keep_polling(status):
             delay = waiter.poll_delay(None, self._cap)
             if hook:
-                await waiter.emit(now, status, waiter.clip(delay, now))
+                self._emit(waiter, now, status, waiter.clip(delay, now))
             return self._going_on(waiter, delay)
         if hook:
-            await waiter.emit(now, status, None)
+            self._emit(waiter, now, status, None)
         try:
             outcome: Outcome = waiter.outcome(status)
         except WorkflowFailedError as failed:
             outcome = failed
-        self._resolve(waiter, outcome)
+        self._finish(waiter, outcome)
         return None
 
     def _going_on(self, waiter: _Waiter, delay: float) -> float | None:
-        if waiter.sink is None:  # its deadline passed while its hook ran
+        if waiter.sink is None:  # it ended while its hook was called
             return None
         if waiter.one_round:
-            self._resolve(waiter, None)
+            self._finish(waiter, None)
             return None
         return delay
+
+    # -- hooks ----------------------------------------------------------------------------------------------
+
+    def _emit(
+        self,
+        waiter: _Waiter,
+        now: float,
+        status: WorkflowStatus | None,
+        next_delay: float | None,
+        error: PortableError | None = None,
+    ) -> None:
+        """Tell a waiter's ``on_poll`` hook about a poll without holding up the worker.
+
+        A plain hook is called here. A coroutine function's coroutine runs in a task of its own, after the
+        waiter's previous one (a waiter's hooks run one at a time, in order), so a slow hook holds up no worker,
+        and no wait on another workflow. Its own stream's next poll waits for it (`_schedule_after`), as it
+        would if the hook ran inline, so hooks never pile up.
+        """
+        result = waiter.call_hook(now, status, next_delay, error)
+        if result is None:
+            return
+        task = self._loop.create_task(self._run_hook(waiter, waiter.hook, result))
+        waiter.hook = task
+        self._hooks.add(task)
+        task.add_done_callback(self._hooks.discard)
+
+    async def _run_hook(self, waiter: _Waiter, previous: asyncio.Task[None] | None, result: Awaitable[object]) -> None:
+        try:
+            if previous is not None and not previous.done():
+                await asyncio.wait({previous})  # it handles its own errors
+            await waiter.await_hook(result)
+        except asyncio.CancelledError:
+            if previous is not None:
+                previous.cancel()  # the waiter's earlier hooks go too (leave() cancels only its last)
+            raise
+        finally:
+            if inspect.iscoroutine(result) and inspect.getcoroutinestate(result) == inspect.CORO_CREATED:
+                result.close()  # cancelled before it started: no "never awaited" warning
+            if waiter.hook is asyncio.current_task():
+                waiter.hook = None  # the last one: the waiter keeps no finished task
+
+    def _schedule_after(self, stream: _Stream, due: float, hooks: list[asyncio.Task[None]]) -> None:
+        """Schedule a stream's next poll for ``due``, or once ``hooks`` have returned if that is later."""
+        pending = len(hooks)
+        answered = stream.answered  # a later answer schedules the stream itself
+
+        def returned(_: object) -> None:
+            nonlocal pending
+            pending -= 1
+            if pending or self._closed or self._streams.get(stream.wid) is not stream or stream.busy:
+                return
+            if stream.answered != answered:
+                return
+            at = max(due, self._loop.time())
+            if stream.due is None or at < stream.due:
+                self._schedule(stream, at)
+
+        for hook in hooks:
+            hook.add_done_callback(returned)
+
+    def _finish(self, waiter: _Waiter, outcome: Outcome | None) -> None:
+        """End a wait, once the hook told about its last poll has returned (a wait's hooks have all returned
+        when it does). Its polls stop at once; its deadline, if it passes meanwhile, still ends it on time."""
+        hook = waiter.hook
+        if hook is None or hook.done():
+            self._resolve(waiter, outcome)
+            return
+        self._detach(waiter)
+        hook.add_done_callback(lambda _: self._resolve_safely(waiter, outcome))
 
     # -- closing --------------------------------------------------------------------------------------------
 
@@ -516,6 +607,7 @@ class WaitHub:
         """Mark the hub closed without touching its loop: that loop has ended, and its tasks with it."""
         self._closed = True
         self._timer = None
+        self._hooks.clear()
         self._streams.clear()
         self._polls.clear()
         self._deadlines.clear()
@@ -531,6 +623,10 @@ class WaitHub:
         for task in self._workers:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
+        hooks = list(self._hooks)
+        for task in hooks:
+            task.cancel()
+        await asyncio.gather(*hooks, return_exceptions=True)
         for stream in list(self._streams.values()):
             for waiter in list(stream.waiters):
                 self._resolve(

@@ -138,7 +138,9 @@ async def wait_for_completion(
 ) -> WorkflowStatus:
     """Poll a workflow until its lifecycle is NOT_RUNNING, and return its final status.
 
-    The first poll is immediate; then the pause grows per ``poll``. A poll whose request fails even after the
+    The first poll is immediate (unless another wait on the workflow through this client was answered less
+    than ``min(poll.initial, 1 s)`` ago: then it is that stream's next poll, at that age, while the deadline
+    leaves time for it); then the pause grows per ``poll``. A poll whose request fails even after the
     client's retries (5xx, 429, network, timeout, a body that is not JSON) does not end the wait: it is logged,
     reported to ``on_poll``, and polling goes on, until ``poll.outage_tolerance`` seconds of consecutive
     failure. Permanent errors (401, 403, 404, a body of the wrong shape) raise at once.
@@ -161,8 +163,9 @@ async def wait_for_completion(
             estimated from its ``Date`` headers (``client.server_clock``), less a margin of about half a second
             (`portable_wait._clock`). If the wait times out having seen only an older result,
             `WaitTimeoutError` says so.
-        on_poll: Called after every poll with a `PollEvent`; may be a coroutine function (it is awaited, so
-            keep it quick). An exception it raises is logged and ignored.
+        on_poll: Called after every poll with a `PollEvent`; may be a coroutine function, which runs in a
+            task of its own (the workflow's next poll, and the wait's return, wait for it; see the README's
+            "API overview"). An exception it raises is logged and ignored.
 
     Returns:
         The final `WorkflowStatus`. Its ``disposition`` is SUCCEEDED, FAILED (with ``raise_on_failure=False``),
@@ -227,9 +230,10 @@ class WaitState:
         self.failing_since = None
         if status.lifecycle is not Lifecycle.NOT_RUNNING:
             self.seen_active = True
-        logger.debug(
-            "workflow %d poll %d: %s/%s", self.wid, self.polls, status.lifecycle.value, status.disposition.value
-        )
+        if logger.isEnabledFor(logging.DEBUG):  # this runs for every answer to every waiter
+            logger.debug(
+                "workflow %d poll %d: %s/%s", self.wid, self.polls, status.lifecycle.value, status.disposition.value
+            )
 
     def on_error(self, now: float) -> None:
         """Record a failed poll."""
@@ -299,21 +303,35 @@ class WaitState:
     async def emit(
         self, now: float, status: WorkflowStatus | None, next_delay: float | None, error: PortableError | None = None
     ) -> None:
-        """Tell the ``on_poll`` hook about a poll; log, never raise, what the hook raises."""
+        """Tell the ``on_poll`` hook about a poll, and await it if it is a coroutine function; log, never raise,
+        what the hook raises. `call_hook` and `await_hook` are its two halves."""
+        result = self.call_hook(now, status, next_delay, error)
+        if result is not None:
+            await self.await_hook(result)
+
+    def call_hook(
+        self, now: float, status: WorkflowStatus | None, next_delay: float | None, error: PortableError | None = None
+    ) -> Awaitable[object] | None:
+        """Call the ``on_poll`` hook about a poll; return what is left to await (a coroutine function's
+        coroutine), else None. What a plain hook raises is logged, never raised."""
         hook = self.options.on_poll
         if hook is None:
-            return
+            return None
         event = PollEvent(self.wid, self.polls, status, now - self.started, next_delay, error)
-        # A CancelledError the hook raises itself (it awaited a task someone else cancelled) is a hook error,
-        # not a cancellation of this wait: re-raising it would kill the hub worker that runs the hook. A plain
-        # call cannot be cancelled from outside, so one raised synchronously is always the hook's own.
+        # A plain call cannot be cancelled from outside, so a CancelledError raised synchronously is always the
+        # hook's own: a hook error, like any other.
         try:
             result = hook(event)
         except (Exception, asyncio.CancelledError):
             logger.exception("on_poll hook raised for workflow %d; ignored", self.wid)
-            return
-        if not inspect.isawaitable(result):
-            return
+            return None
+        return result if inspect.isawaitable(result) else None
+
+    async def await_hook(self, result: Awaitable[object]) -> None:
+        """Await what `call_hook` returned; log, never raise, what it raises, but let a cancellation of the task
+        running it through."""
+        # A CancelledError the hook raises itself (it awaited a task someone else cancelled) is a hook error,
+        # not a cancellation of this wait: re-raising it would end the task that runs the hook.
         try:
             await _await_hook(result)
         except asyncio.CancelledError:

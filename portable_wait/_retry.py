@@ -52,15 +52,35 @@ def exponential_backoff(initial: float, multiplier: float, maximum: float, n: in
     """Return ``min(maximum, initial * multiplier**n)`` for n >= 0, by tenacity's ``wait_exponential``.
 
     tenacity answers ``maximum`` where the power overflows a float, so a wait on its ten-thousandth poll
-    gets the cap, not an ``OverflowError``.
+    gets the cap, not an ``OverflowError``. Past the point where the curve reaches its cap (found once per
+    curve, by tenacity too) the cap is returned without a call: a hub asks for a delay after every answer to
+    every waiter, and most waits spend most of their polls at the cap.
     """
-    return float(_strategy(initial, multiplier, maximum)(cast(RetryCallState, _Attempt(max(0, n) + 1))))
+    strategy, capped_from = _curve(initial, multiplier, maximum)
+    if n >= capped_from:
+        return maximum
+    return float(strategy(cast(RetryCallState, _Attempt(max(0, n) + 1))))
+
+
+CAP_SEARCH = 2048
+"""Points of a curve searched for the start of its cap. A growing curve reaches it sooner: its power overflows a
+float (tenacity then answers the cap) within about 1,100 doublings' worth of growth."""
 
 
 @functools.lru_cache(maxsize=64)
-def _strategy(initial: float, multiplier: float, maximum: float) -> wait_exponential:
-    # Built once per policy: a hub asks for a delay after every answer to every waiter.
-    return wait_exponential(multiplier=initial, max=maximum, exp_base=multiplier)
+def _curve(initial: float, multiplier: float, maximum: float) -> tuple[wait_exponential, float]:
+    """Return tenacity's strategy for a curve (``multiplier >= 1``), and the first n (0-based) from which it
+    answers ``maximum`` (infinity if it never does, or if the search gives up: every n then asks tenacity)."""
+    strategy = wait_exponential(multiplier=initial, max=maximum, exp_base=multiplier)
+    previous = None
+    for n in range(CAP_SEARCH):
+        value = float(strategy(cast(RetryCallState, _Attempt(n + 1))))
+        if value >= maximum:
+            return strategy, n  # with multiplier >= 1 the curve never comes down from its cap
+        if value == previous:
+            break  # it has stopped growing (multiplier 1): it never reaches the cap
+        previous = value
+    return strategy, float("inf")
 
 
 def retry_after_of(error: BaseException | None) -> float | None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import math
 import threading
 import time
@@ -217,6 +218,28 @@ def error_type(error: BaseException) -> str:
     return type(error).__qualname__
 
 
+logger = logging.getLogger("portable_wait")
+
+_failures_logged = 0
+MAX_FAILURE_LOGS = 5
+"""How many failures of the OpenTelemetry SDK (a span processor, a sampler) are logged in full, per process."""
+
+
+def _telemetry_failed(doing: str) -> None:
+    """Log an OpenTelemetry SDK failure (never passed on: telemetry must not fail a request), a few in full."""
+    global _failures_logged
+    _failures_logged += 1
+    if _failures_logged <= MAX_FAILURE_LOGS:
+        logger.warning("OpenTelemetry failed %s; the request is not affected", doing, exc_info=True)
+    else:
+        logger.debug("OpenTelemetry failed %s; the request is not affected", doing, exc_info=True)
+
+
+def tracing() -> bool:
+    """Return True if OpenTelemetry records anything now (a request's span then needs its wait's as parent)."""
+    return _otel is not None
+
+
 def _retry_error_type(error: BaseException | None) -> str:
     if isinstance(error, PortableAPIError):
         return str(error.status_code)
@@ -306,7 +329,11 @@ class ClientTelemetry:
         wait = parent if parent is not None else _CURRENT_WAIT.get()
         context = wait.context if wait is not None else None
         attributes = {**self._attrs, "url.full": f"{self._prefix}{workflow_id}/status"}
-        span = otel.tracer.start_span(REQUEST_SPAN_NAME, context, otel.client_kind, attributes)
+        try:
+            span = otel.tracer.start_span(REQUEST_SPAN_NAME, context, otel.client_kind, attributes)
+        except Exception:  # an SDK's span processor or sampler failed: the request goes on unrecorded
+            _telemetry_failed("starting a request span")
+            return None
         return RequestTelemetry(otel, span, time.perf_counter())
 
     def request_done(self, probe: RequestTelemetry | None, status: int | None, error: BaseException | None) -> None:
@@ -323,20 +350,23 @@ class ClientTelemetry:
         self._by_status[key] = self._by_status.get(key, 0) + 1
         if probe is None:
             return
-        otel = probe.otel  # what the request started with, even if the providers changed meanwhile
-        attrs = _request_attrs(key)
-        otel.requests.add(1, attrs)
-        otel.request_duration.record(time.perf_counter() - probe.started, attrs)
-        if key == 429:
-            otel.rate_limited.add(1)
-        span = probe.span
-        if span.is_recording():
-            if isinstance(key, int):
-                span.set_attribute("http.response.status_code", key)
-            if not isinstance(key, int) or key >= 400:
-                span.set_attribute("error.type", str(key))
-                span.set_status(otel.error)
-        span.end()
+        try:
+            otel = probe.otel  # what the request started with, even if the providers changed meanwhile
+            attrs = _request_attrs(key)
+            otel.requests.add(1, attrs)
+            otel.request_duration.record(time.perf_counter() - probe.started, attrs)
+            if key == 429:
+                otel.rate_limited.add(1)
+            span = probe.span
+            if span.is_recording():
+                if isinstance(key, int):
+                    span.set_attribute("http.response.status_code", key)
+                if not isinstance(key, int) or key >= 400:
+                    span.set_attribute("error.type", str(key))
+                    span.set_status(otel.error)
+            span.end()
+        except Exception:  # an SDK's processor or exporter failed: the request's own outcome stands
+            _telemetry_failed("recording a request")
 
     def retry(self, error: BaseException | None) -> None:
         """Count a request retry caused by ``error`` (``error.type``: the HTTP status, or the error's class)."""

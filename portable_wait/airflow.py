@@ -60,7 +60,7 @@ from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_POLL
 from ._hub import poll_round
 from ._polling import WaitOptions, WaitState
 from ._report import outcome_name, outcome_to_json, redact_event
-from ._validate import fromisoformat, unique_workflow_ids
+from ._validate import check_bool, fromisoformat, unique_workflow_ids
 
 __all__ = [
     "FULL_RECORDS_MAX",
@@ -445,9 +445,7 @@ class PortableWorkflowTrigger(BaseTrigger):
         self.after = after
         self.poll = dict(poll) if poll is not None else _poll_to_dict(DEFAULT_POLL)
         self.max_concurrency = max_concurrency
-        if not isinstance(fail_fast, bool):
-            raise TypeError(f"fail_fast must be a bool, got {type(fail_fast).__name__}")
-        self.fail_fast = fail_fast
+        self.fail_fast = check_bool(fail_fast, "fail_fast")
         self.timeout = timeout
         PollPolicy(**self.poll)  # fail at construction, not in the triggerer
         _parse_after(after)
@@ -551,8 +549,7 @@ class PortableWorkflowSensor(BaseSensorOperator):
     ) -> None:
         kwargs.setdefault("poke_interval", 30)
         super().__init__(**kwargs)
-        if not isinstance(fail_fast, bool):
-            raise TypeError(f"fail_fast must be a bool, got {type(fail_fast).__name__}")
+        check_bool(fail_fast, "fail_fast")
         # Templated: a template, an XComArg, resolved by the time execute() reads them, so checked there.
         self.workflow_ids: Any = workflow_ids
         self.portable_conn_id = portable_conn_id

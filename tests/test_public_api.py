@@ -26,6 +26,7 @@ CONTRACT = {
     "PollEvent",
     "Outcome",
     "ClientStats",
+    "WaitKwargs",
 }
 
 
@@ -62,3 +63,24 @@ def test_public_api_ships_py_typed() -> None:
 
 def test_public_api_outcome_alias() -> None:
     assert portable_wait.Outcome == portable_wait.WorkflowStatus | portable_wait.PortableError
+
+
+def test_public_api_wait_keywords_are_one_list_everywhere() -> None:
+    """`wait_for_completion` spells its keywords out (a ``**kwargs`` dict would live in the frame of every waiting
+    task); this keeps that list, `WaitOptions` and `WaitKwargs` the same names with the same defaults."""
+    import dataclasses
+    import inspect
+    import typing
+
+    from portable_wait._polling import WAIT_KEYWORDS, WaitOptions
+
+    declared = typing.get_type_hints(portable_wait.WaitKwargs)
+    assert set(declared) == WAIT_KEYWORDS
+    function = inspect.signature(portable_wait.wait_for_completion).parameters
+    build = inspect.signature(WaitOptions.build).parameters
+    fields = {f.name: f.default for f in dataclasses.fields(WaitOptions)}
+    assert [n for n, p in function.items() if p.kind is p.KEYWORD_ONLY] == list(declared)
+    assert [n for n, p in build.items() if p.kind is p.KEYWORD_ONLY] == list(declared)
+    assert list(fields) == list(declared)
+    for name in declared:
+        assert function[name].default == build[name].default == fields[name], name

@@ -247,6 +247,25 @@ async def test_hub_waits_joining_one_by_one_do_not_each_send_a_request(
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def test_hub_joiner_with_a_short_deadline_is_not_held_back(
+    fake_portable: FakePortable, portable_client: PortableClient
+) -> None:
+    """A wait joining a just-answered stream is held back to the stream's next poll, unless its deadline comes
+    too soon for that: then it polls at once, as a wait of its own would, rather than time out unanswered."""
+    fake_portable.add_workflow(41, running=60)
+    every = PollPolicy(initial=1.0, maximum=1.0, multiplier=1, jitter=0)
+    first = asyncio.create_task(wait_for_completion(portable_client, 41, poll=every))
+    while not fake_portable.requests_for(41):
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # the stream was answered a moment ago; its next poll is 0.9 s away
+    with pytest.raises(WaitTimeoutError) as caught:
+        await wait_for_completion(portable_client, 41, poll=every, timeout=0.5)
+    assert caught.value.last_status is not None  # it was served an answer before its deadline
+    assert len(fake_portable.requests_for(41)) == 2
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+
+
 async def test_hub_fanout_enrolls_in_chunks_and_cancelling_mid_enrolment_leaves_nothing(
     fake_portable: FakePortable, portable_client: PortableClient
 ) -> None:
@@ -381,3 +400,104 @@ async def test_hub_idle_worker_killed_from_outside_is_replaced_for_the_waits_enr
         hub._workers[0].cancel()
         status = await asyncio.wait_for(wait, 5)
     assert status.disposition is Disposition.SUCCEEDED
+
+
+async def test_hub_a_slow_async_hook_holds_up_no_other_wait(fake_portable: FakePortable) -> None:
+    # One worker: a hook awaited inline would stop every other wait of the client until it returned.
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def stuck(event: PollEvent) -> None:
+        entered.set()
+        await release.wait()
+
+    fake_portable.add_workflow(50, running=60)
+    fake_portable.add_workflow(51, running=0.2)
+    async with fake_portable.client(max_concurrency=1) as client:
+        slow = asyncio.create_task(wait_for_completion(client, 50, poll=STEADY, on_poll=stuck))
+        await asyncio.wait_for(entered.wait(), 5)
+        other = await asyncio.wait_for(wait_for_completion(client, 51, poll=STEADY), 5)
+        assert other.disposition is Disposition.SUCCEEDED
+        # Its own stream waits for it, as an inline hook would: no poll piles up behind a running hook.
+        assert len(fake_portable.requests_for(50)) == 1
+        release.set()
+        while len(fake_portable.requests_for(50)) < 3:  # polling goes on once the hook returned
+            await asyncio.sleep(0.01)
+        slow.cancel()
+        await asyncio.gather(slow, return_exceptions=True)
+
+
+async def test_hub_a_wait_returns_after_the_hook_told_of_its_last_poll(fake_portable: FakePortable) -> None:
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def hook(event: PollEvent) -> None:
+        if event.status is not None and not event.status.is_running:
+            seen.append("final: entered")
+            await release.wait()
+            seen.append("final: returned")
+
+    fake_portable.add_workflow(52, running=0.1)
+    async with fake_portable.client() as client:
+        task = asyncio.create_task(wait_for_completion(client, 52, poll=STEADY, on_poll=hook))
+        while not seen:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        assert not task.done()  # its hook still runs
+        release.set()
+        status = await asyncio.wait_for(task, 5)
+    assert status.disposition is Disposition.SUCCEEDED and seen == ["final: entered", "final: returned"]
+
+
+async def test_hub_a_waits_hooks_run_one_at_a_time_in_order(fake_portable: FakePortable) -> None:
+    log: list[tuple[str, int]] = []
+
+    async def hook(event: PollEvent) -> None:
+        log.append(("in", event.attempt))
+        await asyncio.sleep(0.15)
+        log.append(("out", event.attempt))
+
+    fake_portable.add_workflow(53, running=60)
+    async with fake_portable.client() as client:
+        first = asyncio.create_task(wait_for_completion(client, 53, poll=STEADY, on_poll=hook))
+        # Waits joining every 10 ms make the stream poll again while the first wait's last hook still runs.
+        others = []
+        for _ in range(30):
+            others.append(asyncio.create_task(wait_for_completion(client, 53, poll=STEADY)))
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.4)
+        for task in (first, *others):
+            task.cancel()
+        await asyncio.gather(first, *others, return_exceptions=True)
+    attempts = [attempt for kind, attempt in log if kind == "in"]
+    assert len(attempts) >= 3 and attempts == sorted(attempts)
+    # Never two at once: every hook returned before the next one started.
+    assert all(log[i][0] == "in" and log[i + 1] == ("out", log[i][1]) for i in range(0, len(log) - 1, 2))
+
+
+@pytest.mark.parametrize("end", ["cancelled", "timed out"])
+async def test_hub_a_wait_that_ends_early_cancels_its_running_hook(fake_portable: FakePortable, end: str) -> None:
+    entered = asyncio.Event()
+    outcome: list[str] = []
+
+    async def stuck(event: PollEvent) -> None:
+        entered.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+
+    fake_portable.add_workflow(54, running=60)
+    async with fake_portable.client() as client:
+        timeout = 0.3 if end == "timed out" else None
+        task = asyncio.create_task(wait_for_completion(client, 54, poll=STEADY, timeout=timeout, on_poll=stuck))
+        await asyncio.wait_for(entered.wait(), 5)
+        if end == "cancelled":
+            task.cancel()
+        with pytest.raises((asyncio.CancelledError, WaitTimeoutError)):
+            await asyncio.wait_for(task, 5)
+        while not outcome:
+            await asyncio.sleep(0.01)
+        assert outcome == ["cancelled"]
+        assert not client._wait_hub()._hooks

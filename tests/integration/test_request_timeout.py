@@ -116,3 +116,21 @@ async def test_request_timeout_still_holds_for_requests_in_flight_when_the_clien
     with pytest.raises((TransportError, RuntimeError)):
         await asyncio.wait_for(request, 10)
     assert len(client._deadlines) == 0
+
+
+async def test_requests_queued_for_a_slot_when_the_client_closes_get_the_clients_error() -> None:
+    async with FakePortable() as fake:
+        fake.add_workflow(1, running=60)
+        fake.add_fault("slow", requests=[1], delay=0.3)
+        client = fake.client(max_concurrency=1, retry=ONE_TRY)
+        async with client:
+            first = asyncio.create_task(client.get_workflow_status(1))
+            await asyncio.sleep(0.05)
+            queued = asyncio.create_task(client.get_workflow_status(1))  # waits for the one slot
+            await asyncio.sleep(0.05)
+        # Closing ends the request in flight, and the queued one never leaves: the library's own words, not
+        # aiohttp's "Session is closed".
+        with pytest.raises(RuntimeError, match="PortableClient is closed; create a new one"):
+            await asyncio.wait_for(queued, 5)
+        await asyncio.gather(first, return_exceptions=True)
+        assert client.request_count == 1

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -423,3 +424,36 @@ async def test_telemetry_request_duration_is_the_exchange_not_the_pacers_wait(ot
     spans = [s for s in otel.spans() if s.kind is SpanKind.CLIENT]
     assert len(spans) == 5
     assert sum((s.end_time or 0) - (s.start_time or 0) for s in spans) / 1e9 < 1.0
+
+
+class _FailingProcessor(SpanProcessor):
+    """A span processor that fails on a span's start or end, as a buggy SDK plug-in may."""
+
+    def __init__(self, when: str) -> None:
+        self.when = when
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if self.when == "start":
+            raise RuntimeError("span processor failed on start")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.when == "end":
+            raise RuntimeError("span processor failed on end")
+
+
+@pytest.mark.parametrize("when", ["start", "end"])
+async def test_telemetry_that_fails_never_fails_a_request(
+    otel: Otel, caplog: pytest.LogCaptureFixture, when: str
+) -> None:
+    otel.tracer_provider.add_span_processor(_FailingProcessor(when))
+    async with FakePortable(api_key=KEY) as fake:
+        fake.add_workflow(1, running=60)
+        async with fake.client(request_timeout=0.3) as client:
+            for _ in range(2):
+                status = await client.get_workflow_status(1)
+                assert status.id == 1
+                # Nothing of the request stays behind: no deadline to cancel this task later, no request in flight.
+                assert len(client._deadlines) == 0 and client._in_flight == 0
+            await asyncio.sleep(0.5)  # past the request timeout: this task is not cancelled
+            assert client.stats().requests_by_status == {200: 2}
+    assert f"span processor failed on {when}" in caplog.text and "the request is not affected" in caplog.text

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+import random
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
@@ -81,9 +82,14 @@ def test_poll_policy_delay_is_tenacitys_wait_exponential(monkeypatch: pytest.Mon
             return super().__call__(retry_state)
 
     monkeypatch.setattr(_retry, "wait_exponential", Spy)
-    _retry._strategy.cache_clear()
-    assert PollPolicy(initial=1, maximum=10, multiplier=3, jitter=0).delay(2) == 9
-    assert calls == [3]
+    _retry._curve.cache_clear()
+    policy = PollPolicy(initial=1, maximum=10, multiplier=3, jitter=0)
+    assert policy.delay(2) == 9
+    assert calls[-1] == 3  # the pause after the third poll is tenacity's third point
+    assert set(calls) == {1, 2, 3, 4}  # where the cap starts was found by asking tenacity too
+    calls.clear()
+    assert policy.delay(5) == 10 and calls == []  # past the cap: tenacity's value, without a call
+    _retry._curve.cache_clear()  # no Spy left behind for other tests
 
 
 def test_honour_retry_after_is_one_rule() -> None:
@@ -150,3 +156,27 @@ def test_retry_policy_delay_bounds(
         # Never sooner than Retry-After (up to the cap), never longer than needed.
         assert delay >= min(retry_after, cap)
         assert delay <= max(policy.maximum, min(retry_after, cap))
+
+
+def test_backoff_curve_past_its_cap_is_tenacitys_without_calling_it() -> None:
+    # exponential_backoff answers the cap without calling tenacity once the curve has reached it: the same value
+    # tenacity's wait_exponential gives, for every curve and poll number, the overflowing ones included.
+    from tenacity import RetryCallState, wait_exponential
+
+    from portable_wait._retry import _curve, exponential_backoff
+
+    class Attempt:
+        def __init__(self, number: int) -> None:
+            self.attempt_number = number
+
+    rng = random.Random(11)
+    for _ in range(300):
+        initial = rng.uniform(1e-6, 60)
+        multiplier = rng.choice([1.0, 1.0001, 1.1, 1.5, 2.0, 3.0, 10.0])
+        maximum = initial * rng.choice([1.0, 1.5, 10.0, 1e6])
+        tenacity = wait_exponential(multiplier=initial, max=maximum, exp_base=multiplier)
+        for n in [*range(40), 200, 1100, 5000, 10**6]:
+            expected = float(tenacity(cast(RetryCallState, Attempt(n + 1))))
+            assert exponential_backoff(initial, multiplier, maximum, n) == expected, (initial, multiplier, maximum, n)
+    assert _curve(2.0, 1.5, 30.0)[1] == 7  # the default poll policy reaches its 30 s cap on its 8th pause
+    assert _curve(0.5, 1.0, 10.0)[1] == float("inf")  # a fixed interval below the cap never reaches it
