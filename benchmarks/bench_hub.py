@@ -61,8 +61,8 @@ def _policy(seconds: float) -> Any:
     return PollPolicy(initial=seconds, maximum=seconds, multiplier=1.0, jitter=0.0)
 
 
-async def tasks_memory(base_url: str, key: str) -> dict[str, float]:
-    """Target 1: KiB per wait_for_completion task."""
+async def tasks_memory(base_url: str, key: str, timeout: float | None = None) -> dict[str, float]:
+    """Target 1: KiB per wait_for_completion task (with ``timeout``, the stream also keeps its last answer)."""
     from portable_wait import PortableClient, wait_for_completion
 
     poll = _policy(60.0)
@@ -70,7 +70,10 @@ async def tasks_memory(base_url: str, key: str) -> dict[str, float]:
         await client.get_workflow_status(1)  # warm: session, pool, imports
         gc.collect()
         before = rss()
-        tasks = [asyncio.create_task(wait_for_completion(client, wid, poll=poll)) for wid in range(1, WAITERS + 1)]
+        tasks = [
+            asyncio.create_task(wait_for_completion(client, wid, poll=poll, timeout=timeout))
+            for wid in range(1, WAITERS + 1)
+        ]
         while client.request_count < WAITERS + 1:
             await asyncio.sleep(0.05)
         gc.collect()
@@ -162,8 +165,14 @@ async def hub_throughput(base_url: str, key: str) -> dict[str, float]:
     return {"rps": sent / wall, "cpu_us": cpu / sent * 1e6}
 
 
+async def tasks_memory_with_timeout(base_url: str, key: str) -> dict[str, float]:
+    """Target 1, for waits with a deadline: each stream then keeps its last answer, as compact JSON."""
+    return await tasks_memory(base_url, key, timeout=3600.0)
+
+
 MEASURES = {
     "tasks": tasks_memory,
+    "tasks_timeout": tasks_memory_with_timeout,
     "crowd": crowd_requests,
     "fanout": fanout_memory_and_lag,
     "throughput": hub_throughput,
@@ -211,7 +220,7 @@ def run() -> dict[str, dict[str, dict[str, float]]]:
 
     results: dict[str, dict[str, dict[str, float]]] = {}
     with before_package() as old:
-        for name, count in (("tasks", WAITERS), ("crowd", CROWD), ("fanout", FANOUT)):
+        for name, count in (("tasks", WAITERS), ("tasks_timeout", WAITERS), ("crowd", CROWD), ("fanout", FANOUT)):
             with fake_server("--running", str(count if name != "crowd" else 2)) as server:
                 row = {
                     "before": _in_process(name, server, old),
@@ -258,7 +267,7 @@ NOTES = (
 
 
 def _write(r: dict[str, dict[str, dict[str, float]]]) -> None:
-    tasks, crowd, fanout, rate = r["tasks"], r["crowd"], r["fanout"], r["throughput"]
+    tasks, timed, crowd, fanout, rate = r["tasks"], r["tasks_timeout"], r["crowd"], r["fanout"], r["throughput"]
     lines = [
         "## 5. The wait hub: one driver, one poll stream per workflow",
         "",
@@ -271,6 +280,8 @@ def _write(r: dict[str, dict[str, dict[str, float]]]) -> None:
         "| --- | ---: | ---: | ---: |",
         f"| {WAITERS:,} `wait_for_completion` tasks, workflows RUNNING: KiB per waiter, task included "
         f"| {tasks['before']['kib_per_waiter']:.2f} | **{tasks['hub']['kib_per_waiter']:.2f}** | <= 3 |",
+        "| same, each with a `timeout` (the stream then keeps its last answer, for `WaitTimeoutError.last_status`) "
+        f"| {timed['before']['kib_per_waiter']:.2f} | **{timed['hub']['kib_per_waiter']:.2f}** | <= 3 |",
         f"| {CROWD:,} tasks on one workflow: requests per poll round (one waiter alone: 1) "
         f"| {crowd['before']['crowd_per_round']:.1f} | **{crowd['hub']['crowd_per_round']:.2f}** | 1 +- 1 |",
         f"| {FANOUT:,} waits through `wait_for_many`: KiB per waiter "

@@ -141,6 +141,7 @@ class WaitHub:
         self._closed = False
         self._dead: set[int] = set()  # workers that died while the hub was open, to replace
         self._hooks: set[asyncio.Task[None]] = set()  # async on_poll hooks running (see _emit)
+        self._deferred: dict[_Waiter, Outcome | None] = {}  # outcomes waiting for their hook to return (_finish)
         self._workers = [self._start_worker(i) for i in range(client.max_concurrency)]
 
     def _start_worker(self, index: int) -> asyncio.Task[None]:
@@ -227,6 +228,7 @@ class WaitHub:
             waiter.telemetry.cancelled()
         if waiter.hook is not None:
             waiter.hook.cancel()  # nobody waits for this wait any more, nor for its hook
+        self._deferred.pop(waiter, None)
         self._detach(waiter)
 
     async def leave_all(self, waiters: list[_Waiter]) -> None:
@@ -363,6 +365,9 @@ class WaitHub:
     def _expire(self, waiter: _Waiter) -> None:
         if waiter.hook is not None:
             waiter.hook.cancel()  # a wait's hooks never outlive it
+        if waiter in self._deferred:  # its last answer came in time, only its hook did not return: that answer
+            self._resolve_safely(waiter, self._deferred.pop(waiter))
+            return
         try:
             last = None
             stream = self._streams.get(waiter.wid)
@@ -599,7 +604,12 @@ class WaitHub:
             self._resolve(waiter, outcome)
             return
         self._detach(waiter)
-        hook.add_done_callback(lambda _: self._resolve_safely(waiter, outcome))
+        self._deferred[waiter] = outcome
+        hook.add_done_callback(lambda _: self._resolve_deferred(waiter))
+
+    def _resolve_deferred(self, waiter: _Waiter) -> None:
+        if waiter in self._deferred:  # not already ended by its deadline, its cancellation or the hub's closing
+            self._resolve_safely(waiter, self._deferred.pop(waiter))
 
     # -- closing --------------------------------------------------------------------------------------------
 
@@ -608,6 +618,7 @@ class WaitHub:
         self._closed = True
         self._timer = None
         self._hooks.clear()
+        self._deferred.clear()
         self._streams.clear()
         self._polls.clear()
         self._deadlines.clear()

@@ -501,3 +501,28 @@ async def test_hub_a_wait_that_ends_early_cancels_its_running_hook(fake_portable
             await asyncio.sleep(0.01)
         assert outcome == ["cancelled"]
         assert not client._wait_hub()._hooks
+
+
+async def test_hub_a_final_hook_that_outlives_the_deadline_still_gives_the_final_status(
+    fake_portable: FakePortable,
+) -> None:
+    # The last answer came in time; only the hook told of it did not return: the wait ends at its deadline with
+    # that answer, and the hook is cancelled.
+    cancelled = asyncio.Event()
+
+    async def stuck_on_the_end(event: PollEvent) -> None:
+        if event.status is not None and not event.status.is_running:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+    fake_portable.add_workflow(55, running=0.1)
+    async with fake_portable.client() as client:
+        status = await asyncio.wait_for(
+            wait_for_completion(client, 55, poll=STEADY, timeout=0.6, on_poll=stuck_on_the_end), 5
+        )
+        assert status.disposition is Disposition.SUCCEEDED
+        await asyncio.wait_for(cancelled.wait(), 5)
+        assert not client._wait_hub()._deferred
