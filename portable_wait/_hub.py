@@ -16,13 +16,14 @@ How it runs::
   is due after the shortest.
 * A waiter joining a stream is served by the stream's next request: at once if the stream is idle, or, if
   its last answer is younger than the joiner's ``poll.initial`` (at most ``JOIN_AFTER``), once that answer is
-  that old: waits arriving one by one (a web service's requests) cost one request per ``JOIN_AFTER``, not one
-  each. If a request is in flight, its answer serves the joiner only when that cannot break ``after``
-  (`WaitState.trusts_stale`); otherwise the stream polls again right after it.
+  that old (but at the latest half way to the joiner's deadline): waits arriving one by one (a web service's
+  requests) cost one request per ``JOIN_AFTER``, not one each. If a request is in flight, its answer serves
+  the joiner only when that cannot break ``after`` (`WaitState.trusts_stale`); otherwise the stream polls again
+  right after it.
 * A waiter leaving (cancelled, timed out, resolved) never disturbs the others; when a stream loses its last
   waiter it is dropped, and its request in flight is cancelled.
 * ``on_poll`` hooks never hold up a worker: a coroutine function's runs in a task of its own (`WaitHub._emit`),
-  one at a time per waiter; its stream's next poll and its wait's outcome wait for it, no other wait does.
+  one at a time per waiter; its waiter's next poll and outcome wait for it, no other waiter does.
 * Memory: a waiter is a slotted `WaitState` plus its future, a stream a slotted object with the last answer
   kept as compact JSON (for ``WaitTimeoutError.last_status``, parsed only when asked). No parsed status is
   kept. Fan-out enrolls ``ENROLL_CHUNK`` waiters at a time and yields to the loop in between, and expiring
@@ -32,6 +33,7 @@ How it runs::
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import inspect
 import itertools
@@ -119,6 +121,15 @@ class _Stream:
 
     def __repr__(self) -> str:
         return f"<stream workflow={self.wid} waiters={len(self.waiters)} due={self.due} busy={self.busy}>"
+
+
+def _hook_running(waiter: _Waiter) -> bool:
+    return waiter.hook is not None and not waiter.hook.done()
+
+
+def _close_unstarted(result: Any) -> None:
+    if inspect.getcoroutinestate(result) == inspect.CORO_CREATED:
+        result.close()
 
 
 class WaitHub:
@@ -262,12 +273,12 @@ class WaitHub:
         # A busy stream serves its joiners when its answer comes (or polls again at once). An idle one polls now,
         # unless it was answered a moment ago: then when that answer is as old as the joiner's own first pause
         # (at most JOIN_AFTER), so that waits joining one by one cost one request per JOIN_AFTER, not each one.
-        # A joiner whose deadline leaves no JOIN_AFTER for an answer after that poll is not held back: its wait
-        # would end with no status at all, where a wait of its own would have polled at once.
+        # A joiner with a deadline is held back at most half way to it: its wait must not end with no status at
+        # all, where a wait of its own would have polled at once.
         if not stream.busy:
             first = max(waiter.joined, stream.answered + min(waiter.options.poll.initial, JOIN_AFTER))
-            if waiter.deadline is not None and waiter.deadline < first + JOIN_AFTER:
-                first = waiter.joined
+            if waiter.deadline is not None:
+                first = min(first, waiter.joined + (waiter.deadline - waiter.joined) / 2)
             if stream.due is None or stream.due > first:
                 self._schedule(stream, first)
 
@@ -471,29 +482,44 @@ class WaitHub:
             stream.body = status.model_dump_json(by_alias=True)
         shortest = math.inf
         unserved = False
-        hooks: list[asyncio.Task[None]] = []  # async hooks of waits going on: their next poll waits for them
         for waiter in list(stream.waiters):  # a copy: waiters leave as they finish
-            if waiter.sink is None:
-                continue
+            if waiter.sink is None or _hook_running(waiter):
+                continue  # a waiter whose hook still runs is judged by the first answer after it returns
             if status is not None and waiter.joined > sent and not waiter.trusts_stale(status):
                 unserved = True  # joined after this request left: it wants its first poll now
                 continue
             waiter.joined = min(waiter.joined, sent)
             delay = self._judge(waiter, status, error, now)
-            if delay is not None:
+            if delay is None:
+                continue
+            if _hook_running(waiter):  # its next poll waits for its hook: the hook schedules it (_hook_returned)
+                hook = waiter.hook
+                assert hook is not None
+                hook.add_done_callback(functools.partial(self._hook_returned, stream, now + delay))
+            else:
                 shortest = min(shortest, delay)
-                if waiter.hook is not None and not waiter.hook.done():
-                    hooks.append(waiter.hook)
         stream.busy = False
         if self._streams.get(stream.wid) is not stream:
             return
-        if shortest == math.inf:  # every waiter served left meanwhile: follow the schedule of those still here
-            shortest = min(w.poll_delay(None, self._cap) for w in stream.waiters)
-        due = now if unserved else now + shortest
-        if hooks:
-            self._schedule_after(stream, due, hooks)
-        elif stream.due is None or due < stream.due:
+        if unserved:
+            due = now
+        elif shortest < math.inf:
+            due = now + shortest
+        else:  # every waiter served left meanwhile, or runs its hook: follow the schedule of those free
+            free = [w.poll_delay(None, self._cap) for w in stream.waiters if not _hook_running(w)]
+            if not free:
+                return  # each hook schedules the stream when it returns
+            due = now + min(free)
+        if stream.due is None or due < stream.due:
             self._schedule(stream, due)
+
+    def _hook_returned(self, stream: _Stream, due: float, _: object) -> None:
+        """A waiter's hook returned: poll its stream when that waiter is due (now, if that is past)."""
+        if self._closed or self._streams.get(stream.wid) is not stream or stream.busy:
+            return  # gone, or a request is in flight: its answer serves the waiter
+        at = max(due, self._loop.time())
+        if stream.due is None or at < stream.due:
+            self._schedule(stream, at)
 
     def _judge(
         self, waiter: _Waiter, status: WorkflowStatus | None, error: PortableError | None, now: float
@@ -549,52 +575,27 @@ class WaitHub:
     ) -> None:
         """Tell a waiter's ``on_poll`` hook about a poll without holding up the worker.
 
-        A plain hook is called here. A coroutine function's coroutine runs in a task of its own, after the
-        waiter's previous one (a waiter's hooks run one at a time, in order), so a slow hook holds up no worker,
-        and no wait on another workflow. Its own stream's next poll waits for it (`_schedule_after`), as it
-        would if the hook ran inline, so hooks never pile up.
+        A plain hook is called here. A coroutine function's coroutine runs in a task of its own, so a slow hook
+        holds up no worker and no other wait, not even one on the same workflow. Its own wait is not judged
+        again until it returns (`_answer` skips it; `_hook_returned` schedules its next poll), as if the hook
+        ran inline: a waiter has at most one hook running, and they run in order.
         """
         result = waiter.call_hook(now, status, next_delay, error)
         if result is None:
             return
-        task = self._loop.create_task(self._run_hook(waiter, waiter.hook, result))
+        task = self._loop.create_task(self._run_hook(waiter, result))
         waiter.hook = task
         self._hooks.add(task)
         task.add_done_callback(self._hooks.discard)
+        if inspect.iscoroutine(result):  # cancelled before its first step, it never ran: no "never awaited"
+            task.add_done_callback(lambda _: _close_unstarted(result))
 
-    async def _run_hook(self, waiter: _Waiter, previous: asyncio.Task[None] | None, result: Awaitable[object]) -> None:
+    async def _run_hook(self, waiter: _Waiter, result: Awaitable[object]) -> None:
         try:
-            if previous is not None and not previous.done():
-                await asyncio.wait({previous})  # it handles its own errors
             await waiter.await_hook(result)
-        except asyncio.CancelledError:
-            if previous is not None:
-                previous.cancel()  # the waiter's earlier hooks go too (leave() cancels only its last)
-            raise
         finally:
-            if inspect.iscoroutine(result) and inspect.getcoroutinestate(result) == inspect.CORO_CREATED:
-                result.close()  # cancelled before it started: no "never awaited" warning
             if waiter.hook is asyncio.current_task():
-                waiter.hook = None  # the last one: the waiter keeps no finished task
-
-    def _schedule_after(self, stream: _Stream, due: float, hooks: list[asyncio.Task[None]]) -> None:
-        """Schedule a stream's next poll for ``due``, or once ``hooks`` have returned if that is later."""
-        pending = len(hooks)
-        answered = stream.answered  # a later answer schedules the stream itself
-
-        def returned(_: object) -> None:
-            nonlocal pending
-            pending -= 1
-            if pending or self._closed or self._streams.get(stream.wid) is not stream or stream.busy:
-                return
-            if stream.answered != answered:
-                return
-            at = max(due, self._loop.time())
-            if stream.due is None or at < stream.due:
-                self._schedule(stream, at)
-
-        for hook in hooks:
-            hook.add_done_callback(returned)
+                waiter.hook = None  # the waiter keeps no finished task
 
     def _finish(self, waiter: _Waiter, outcome: Outcome | None) -> None:
         """End a wait, once the hook told about its last poll has returned (a wait's hooks have all returned
@@ -631,13 +632,12 @@ class WaitHub:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for task in self._workers:
+        # Not the task closing the client, which may be a wait's hook: it goes on once the client is closed.
+        me = asyncio.current_task()
+        tasks = [task for task in (*self._workers, *self._hooks) if task is not me]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        hooks = list(self._hooks)
-        for task in hooks:
-            task.cancel()
-        await asyncio.gather(*hooks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for stream in list(self._streams.values()):
             for waiter in list(stream.waiters):
                 self._resolve(

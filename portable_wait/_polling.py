@@ -139,8 +139,8 @@ async def wait_for_completion(
     """Poll a workflow until its lifecycle is NOT_RUNNING, and return its final status.
 
     The first poll is immediate (unless another wait on the workflow through this client was answered less
-    than ``min(poll.initial, 1 s)`` ago: then it is that stream's next poll, at that age, while the deadline
-    leaves time for it); then the pause grows per ``poll``. A poll whose request fails even after the
+    than ``min(poll.initial, 1 s)`` ago: then it is that stream's next poll, at that age, and at the latest
+    half way to ``timeout``); then the pause grows per ``poll``. A poll whose request fails even after the
     client's retries (5xx, 429, network, timeout, a body that is not JSON) does not end the wait: it is logged,
     reported to ``on_poll``, and polling goes on, until ``poll.outage_tolerance`` seconds of consecutive
     failure. Permanent errors (401, 403, 404, a body of the wrong shape) raise at once.
@@ -428,6 +428,7 @@ async def _await_hook_in_task(result: Awaitable[object]) -> None:
         await asyncio.wait({inner})
     except asyncio.CancelledError:
         inner.cancel()
+        await asyncio.wait({inner})  # the hook's own clean-up ends before the cancellation goes on, as on 3.11
         raise
     if inner.cancelled():
         try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar, cast
 
@@ -62,25 +63,28 @@ def exponential_backoff(initial: float, multiplier: float, maximum: float, n: in
     return float(strategy(cast(RetryCallState, _Attempt(max(0, n) + 1))))
 
 
-CAP_SEARCH = 2048
-"""Points of a curve searched for the start of its cap. A growing curve reaches it sooner: its power overflows a
-float (tenacity then answers the cap) within about 1,100 doublings' worth of growth."""
-
-
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=256)
 def _curve(initial: float, multiplier: float, maximum: float) -> tuple[wait_exponential, float]:
     """Return tenacity's strategy for a curve (``multiplier >= 1``), and the first n (0-based) from which it
-    answers ``maximum`` (infinity if it never does, or if the search gives up: every n then asks tenacity)."""
+    answers ``maximum``, or infinity when that cannot be vouched for (every n then asks tenacity).
+
+    Where the cap starts is worked out from the formula, then checked by asking tenacity at that point and the
+    one before, so a rounding error can only cost a call, never change a delay.
+    """
     strategy = wait_exponential(multiplier=initial, max=maximum, exp_base=multiplier)
-    previous = None
-    for n in range(CAP_SEARCH):
-        value = float(strategy(cast(RetryCallState, _Attempt(n + 1))))
-        if value >= maximum:
+
+    def at(n: int) -> float:
+        return float(strategy(cast(RetryCallState, _Attempt(n + 1))))
+
+    if at(0) >= maximum:
+        return strategy, 0
+    if multiplier <= 1 or initial <= 0:
+        return strategy, math.inf  # it never grows
+    guess = max(1, math.ceil((math.log(maximum) - math.log(initial)) / math.log(multiplier)))
+    for n in (guess - 1, guess, guess + 1):  # the formula may be one off either way after rounding
+        if n >= 1 and at(n) >= maximum > at(n - 1):
             return strategy, n  # with multiplier >= 1 the curve never comes down from its cap
-        if value == previous:
-            break  # it has stopped growing (multiplier 1): it never reaches the cap
-        previous = value
-    return strategy, float("inf")
+    return strategy, math.inf
 
 
 def retry_after_of(error: BaseException | None) -> float | None:

@@ -4,7 +4,9 @@ rules (``after``, deadline, ``raise_on_failure``, ``on_poll``), and leaving it n
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import warnings
 from datetime import datetime, timezone
 
 import pytest
@@ -22,6 +24,7 @@ from portable_wait import (
     wait_for_completion,
     wait_for_many,
 )
+from portable_wait._polling import WaitOptions
 from portable_wait.testing import FAST_POLL, FakePortable
 
 STEADY = PollPolicy(initial=0.05, maximum=0.05, multiplier=1, jitter=0)
@@ -526,3 +529,114 @@ async def test_hub_a_final_hook_that_outlives_the_deadline_still_gives_the_final
         assert status.disposition is Disposition.SUCCEEDED
         await asyncio.wait_for(cancelled.wait(), 5)
         assert not client._wait_hub()._deferred
+
+
+async def test_hub_a_slow_hook_holds_up_no_other_wait_on_the_same_workflow(fake_portable: FakePortable) -> None:
+    release = asyncio.Event()
+    calls = 0
+
+    async def stuck(event: PollEvent) -> None:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+
+    fake_portable.add_workflow(56, running=0.3)
+    async with fake_portable.client() as client:
+        slow = asyncio.create_task(wait_for_completion(client, 56, poll=STEADY, on_poll=stuck))
+        await asyncio.sleep(0.05)
+        # The same workflow's stream goes on polling for this wait, and its hookless joiners, while the hook runs;
+        # the slow wait is not told of those polls (at most one hook of a wait runs at a time).
+        other = await asyncio.wait_for(wait_for_completion(client, 56, poll=STEADY), 5)
+        for _ in range(5):
+            await asyncio.wait_for(wait_for_completion(client, 56, poll=STEADY, timeout=1), 5)
+        assert other.disposition is Disposition.SUCCEEDED and calls == 1 and not slow.done()
+        release.set()
+        status = await asyncio.wait_for(slow, 5)  # judged by the first answer after its hook returned
+    assert status.disposition is Disposition.SUCCEEDED and calls == 2
+
+
+async def test_hub_a_hook_may_wait_on_its_own_workflow(fake_portable: FakePortable) -> None:
+    fake_portable.add_workflow(57, running=0.3)
+    async with fake_portable.client() as client:
+
+        async def nested(event: PollEvent) -> None:
+            if event.attempt == 1:
+                await wait_for_completion(client, 57, poll=STEADY)
+
+        status = await asyncio.wait_for(wait_for_completion(client, 57, poll=STEADY, on_poll=nested), 5)
+    assert status.disposition is Disposition.SUCCEEDED
+
+
+async def test_hub_a_hook_may_close_the_client(fake_portable: FakePortable) -> None:
+    fake_portable.add_workflow(58, running=60)
+    fake_portable.add_workflow(59, running=60)
+    client = fake_portable.client()
+
+    async def closing(event: PollEvent) -> None:
+        if event.attempt == 2:
+            await client.aclose()
+
+    async with client:
+        first = asyncio.create_task(wait_for_completion(client, 58, poll=STEADY, on_poll=closing))
+        second = asyncio.create_task(wait_for_completion(client, 59, poll=STEADY))
+        for task in (first, second):
+            with pytest.raises(RuntimeError, match="closed"):
+                await asyncio.wait_for(task, 5)
+
+
+async def test_hub_closing_the_client_lets_a_cancelled_hook_clean_up_first(fake_portable: FakePortable) -> None:
+    entered = asyncio.Event()
+    cleaned = []
+
+    async def hook(event: PollEvent) -> None:
+        entered.set()
+        try:
+            await asyncio.sleep(30)
+        finally:
+            await asyncio.sleep(0.05)
+            cleaned.append(event.attempt)
+
+    fake_portable.add_workflow(60, running=60)
+    client = fake_portable.client()
+    async with client:
+        task = asyncio.create_task(wait_for_completion(client, 60, poll=STEADY, on_poll=hook))
+        await asyncio.wait_for(entered.wait(), 5)
+    assert cleaned == [1]  # done before aclose() returned, on 3.10 too
+    with pytest.raises(RuntimeError, match="closed"):
+        await task
+
+
+async def test_hub_a_hook_cancelled_before_it_started_is_not_left_unawaited(
+    fake_portable: FakePortable, portable_client: PortableClient
+) -> None:
+    async def hook(event: PollEvent) -> None:
+        raise AssertionError("never runs")  # pragma: no cover
+
+    fake_portable.add_workflow(61, running=60)
+    hub = portable_client._wait_hub()
+    waiter, _ = hub.enroll(61, WaitOptions.build(on_poll=hook, poll=PollPolicy(initial=60, maximum=60)))
+    hub._emit(waiter, hub.loop.time(), None, 1.0)  # its hook's task is made...
+    hub.leave(waiter)  # ...and cancelled before its first step
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await asyncio.sleep(0.01)
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]
+
+
+async def test_hub_joiners_with_short_deadlines_still_share_polls(
+    fake_portable: FakePortable, portable_client: PortableClient
+) -> None:
+    # Held back at most half way to their deadline: each gets a status in time, and they still share requests.
+    fake_portable.add_workflow(62, running=60)
+    every = PollPolicy(initial=0.5, maximum=2, jitter=0)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    tasks = []
+    for _ in range(30):
+        tasks.append(asyncio.create_task(wait_for_completion(portable_client, 62, poll=every, timeout=0.9)))
+        await asyncio.sleep(0.02)
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    took = loop.time() - start
+    assert all(isinstance(o, WaitTimeoutError) and o.last_status is not None for o in outcomes)
+    assert len(fake_portable.requests_for(62)) <= took / 0.45 + 3  # not one each

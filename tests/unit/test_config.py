@@ -86,7 +86,7 @@ def test_poll_policy_delay_is_tenacitys_wait_exponential(monkeypatch: pytest.Mon
     policy = PollPolicy(initial=1, maximum=10, multiplier=3, jitter=0)
     assert policy.delay(2) == 9
     assert calls[-1] == 3  # the pause after the third poll is tenacity's third point
-    assert set(calls) == {1, 2, 3, 4}  # where the cap starts was found by asking tenacity too
+    assert {3, 4} <= set(calls)  # where the cap starts (after the third pause) was checked with tenacity too
     calls.clear()
     assert policy.delay(5) == 10 and calls == []  # past the cap: tenacity's value, without a call
     _retry._curve.cache_clear()  # no Spy left behind for other tests
