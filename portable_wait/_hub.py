@@ -39,6 +39,7 @@ import inspect
 import itertools
 import logging
 import math
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -127,6 +128,13 @@ def _hook_running(waiter: _Waiter) -> bool:
     return waiter.hook is not None and not waiter.hook.done()
 
 
+def _cancel_requested(task: asyncio.Task[Any] | None) -> bool:
+    """Return True if ``task`` has been asked to cancel (Python 3.11+; 3.10 cannot tell)."""
+    if sys.version_info >= (3, 11) and task is not None:
+        return task.cancelling() > 0
+    return False
+
+
 def _close_unstarted(result: Any) -> None:
     if inspect.getcoroutinestate(result) == inspect.CORO_CREATED:
         result.close()
@@ -152,6 +160,7 @@ class WaitHub:
         self._closed = False
         self._dead: set[int] = set()  # workers that died while the hub was open, to replace
         self._hooks: set[asyncio.Task[None]] = set()  # async on_poll hooks running (see _emit)
+        self._stopping: set[asyncio.Task[None] | None] = set()  # hook tasks the hub cancelled (_stop_hook)
         self._deferred: dict[_Waiter, Outcome | None] = {}  # outcomes waiting for their hook to return (_finish)
         self._workers = [self._start_worker(i) for i in range(client.max_concurrency)]
 
@@ -238,7 +247,7 @@ class WaitHub:
         if waiter.telemetry is not None:
             waiter.telemetry.cancelled()
         if waiter.hook is not None:
-            waiter.hook.cancel()  # nobody waits for this wait any more, nor for its hook
+            self._stop_hook(waiter.hook)  # nobody waits for this wait any more, nor for its hook
         self._deferred.pop(waiter, None)
         self._detach(waiter)
 
@@ -375,7 +384,7 @@ class WaitHub:
 
     def _expire(self, waiter: _Waiter) -> None:
         if waiter.hook is not None:
-            waiter.hook.cancel()  # a wait's hooks never outlive it
+            self._stop_hook(waiter.hook)  # a wait's hooks never outlive it
         if waiter in self._deferred:  # its last answer came in time, only its hook did not return: that answer
             self._resolve_safely(waiter, self._deferred.pop(waiter))
             return
@@ -586,16 +595,35 @@ class WaitHub:
         task = self._loop.create_task(self._run_hook(waiter, result))
         waiter.hook = task
         self._hooks.add(task)
-        task.add_done_callback(self._hooks.discard)
+        task.add_done_callback(self._hook_done)
         if inspect.iscoroutine(result):  # cancelled before its first step, it never ran: no "never awaited"
             task.add_done_callback(lambda _: _close_unstarted(result))
 
     async def _run_hook(self, waiter: _Waiter, result: Awaitable[object]) -> None:
+        # Awaited in this task, which runs nothing else: a CancelledError here is the hub's cancellation if the
+        # hub asked for one (`_stop_hook`; on 3.11+ also anyone's, by the cancel count), else the hook's own (it
+        # awaited something someone else cancelled), a hook error like any other. No task within a task, on 3.10
+        # either, so a hook that closes the client is the task `close` leaves alone.
+        me = asyncio.current_task()
         try:
-            await waiter.await_hook(result)
+            await result
+        except asyncio.CancelledError:
+            if me in self._stopping or _cancel_requested(me):
+                raise
+            logger.exception("on_poll hook raised CancelledError for workflow %d; ignored", waiter.wid)
+        except Exception:
+            logger.exception("on_poll hook raised for workflow %d; ignored", waiter.wid)
         finally:
-            if waiter.hook is asyncio.current_task():
+            if waiter.hook is me:
                 waiter.hook = None  # the waiter keeps no finished task
+
+    def _hook_done(self, task: asyncio.Task[None]) -> None:
+        self._hooks.discard(task)
+        self._stopping.discard(task)
+
+    def _stop_hook(self, task: asyncio.Task[None]) -> None:
+        self._stopping.add(task)
+        task.cancel()
 
     def _finish(self, waiter: _Waiter, outcome: Outcome | None) -> None:
         """End a wait, once the hook told about its last poll has returned (a wait's hooks have all returned
@@ -619,6 +647,7 @@ class WaitHub:
         self._closed = True
         self._timer = None
         self._hooks.clear()
+        self._stopping.clear()
         self._deferred.clear()
         self._streams.clear()
         self._polls.clear()
@@ -636,7 +665,10 @@ class WaitHub:
         me = asyncio.current_task()
         tasks = [task for task in (*self._workers, *self._hooks) if task is not me]
         for task in tasks:
-            task.cancel()
+            if task in self._hooks:
+                self._stop_hook(task)
+            else:
+                task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for stream in list(self._streams.values()):
             for waiter in list(stream.waiters):
