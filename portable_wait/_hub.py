@@ -393,7 +393,16 @@ class WaitHub:
             stream = self._streams.get(waiter.wid)
             if waiter.polls and stream is not None and stream.body is not None:
                 last = status_from_json(stream.body)
-            outcome: Outcome | BaseException = waiter.timed_out(last)
+            outcome: Outcome | BaseException
+            if last is not None and waiter.hook is not None and not waiter.keep_polling(last):
+                # Skipped while its hook ran, it missed a final answer that came in time: that answer is its
+                # outcome, as it would have been without the hook.
+                try:
+                    outcome = waiter.outcome(last)
+                except WorkflowFailedError as failed:
+                    outcome = failed
+            else:
+                outcome = waiter.timed_out(last)
         except Exception as error:  # a bug: end this wait with it rather than leave it hanging
             logger.exception("building the timeout of the wait on workflow %s failed", waiter.wid)
             outcome = error
@@ -504,7 +513,7 @@ class WaitHub:
             if _hook_running(waiter):  # its next poll waits for its hook: the hook schedules it (_hook_returned)
                 hook = waiter.hook
                 assert hook is not None
-                hook.add_done_callback(functools.partial(self._hook_returned, stream, now + delay))
+                hook.add_done_callback(functools.partial(self._hook_returned, stream, waiter, delay))
             else:
                 shortest = min(shortest, delay)
         stream.busy = False
@@ -522,11 +531,17 @@ class WaitHub:
         if stream.due is None or due < stream.due:
             self._schedule(stream, due)
 
-    def _hook_returned(self, stream: _Stream, due: float, _: object) -> None:
-        """A waiter's hook returned: poll its stream when that waiter is due (now, if that is past)."""
+    def _hook_returned(self, stream: _Stream, waiter: _Waiter, pause: float, _: object) -> None:
+        """A waiter's hook returned: poll its stream once the stream's last answer is as old as the waiter's pause.
+
+        From the stream's last answer, not the one the hook was told of: other waiters' polls may have come
+        since, and waits with hooks must share requests like any others (one per pause, not one per hook).
+        """
         if self._closed or self._streams.get(stream.wid) is not stream or stream.busy:
             return  # gone, or a request is in flight: its answer serves the waiter
-        at = max(due, self._loop.time())
+        if waiter.sink is None or _hook_running(waiter):
+            return  # its wait is over, or a newer hook of it runs (and will call this in turn)
+        at = max(stream.answered + pause, self._loop.time())
         if stream.due is None or at < stream.due:
             self._schedule(stream, at)
 
@@ -610,6 +625,11 @@ class WaitHub:
         except asyncio.CancelledError:
             if me in self._stopping or _cancel_requested(me):
                 raise
+            if sys.version_info < (3, 11):
+                # No cancel count: the hook's own, or a cancellation from outside (asyncio.run() ending cancels
+                # every task), cannot be told apart. Either way the hook is over; not worth an error in the log.
+                logger.debug("on_poll hook for workflow %d ended with CancelledError", waiter.wid, exc_info=True)
+                return
             logger.exception("on_poll hook raised CancelledError for workflow %d; ignored", waiter.wid)
         except Exception:
             logger.exception("on_poll hook raised for workflow %d; ignored", waiter.wid)
@@ -622,6 +642,8 @@ class WaitHub:
         self._stopping.discard(task)
 
     def _stop_hook(self, task: asyncio.Task[None]) -> None:
+        if task.done():  # e.g. run to its end inside create_task, by an eager task factory
+            return
         self._stopping.add(task)
         task.cancel()
 
@@ -669,15 +691,17 @@ class WaitHub:
                 self._stop_hook(task)
             else:
                 task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for stream in list(self._streams.values()):
-            for waiter in list(stream.waiters):
-                self._resolve(
-                    waiter, RuntimeError(f"the PortableClient was closed while waiting on workflow {waiter.wid}")
-                )
-        self._streams.clear()
-        self._polls.clear()
-        self._deadlines.clear()
+        try:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:  # even if closing is itself cancelled: no wait may be left hanging
+            for stream in list(self._streams.values()):
+                for waiter in list(stream.waiters):
+                    self._resolve_safely(
+                        waiter, RuntimeError(f"the PortableClient was closed while waiting on workflow {waiter.wid}")
+                    )
+            self._streams.clear()
+            self._polls.clear()
+            self._deadlines.clear()
 
 
 async def poll_round(client: PortableClient, states: Mapping[int, WaitState]) -> dict[int, Outcome | None]:
