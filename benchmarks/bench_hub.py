@@ -35,7 +35,7 @@ BEFORE = "7748fad"
 WAITERS = 10_000
 CROWD = 1_000
 FANOUT = 100_000
-RUNS = 7
+RUNS = 15
 ENROLL_WINDOW = 2.0
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -255,7 +255,7 @@ NOTES = (
     "requests; before, each polled on its own and the 10 connections could not even keep up with one round every "
     "0.5 s. Loop lag: enrolling yields to the loop every 1,000 waits, so the hub's longest stalls while enrolling "
     "are no longer its own work but the garbage collector's full collections (measured with `gc.callbacks`: a "
-    "handful of pauses of 35 ms to about 160 ms while 100,000 waiters' objects are created, each walking every "
+    "handful of pauses of 35 ms to about 180 ms while 100,000 waiters' objects are created, each walking every "
     "object of the process; they come at different moments from run to run, hence the first-2-s row's spread "
     "between runs); before, enrolling itself blocked the loop for hundreds of ms on top. A program that enrolls "
     "100,000 waits at start-up can call `gc.freeze()` after building its long-lived state. Throughput: the hub "
