@@ -124,6 +124,14 @@ class _Stream:
         return f"<stream workflow={self.wid} waiters={len(self.waiters)} due={self.due} busy={self.busy}>"
 
 
+def _final(waiter: _Waiter, status: WorkflowStatus) -> Outcome:
+    """Return a wait's outcome for its final status: the status, or `WorkflowFailedError` if it asked for one."""
+    try:
+        return waiter.outcome(status)
+    except WorkflowFailedError as failed:
+        return failed
+
+
 def _hook_running(waiter: _Waiter) -> bool:
     return waiter.hook is not None and not waiter.hook.done()
 
@@ -397,10 +405,7 @@ class WaitHub:
             if last is not None and waiter.hook is not None and not waiter.keep_polling(last):
                 # Skipped while its hook ran, it missed a final answer that came in time: that answer is its
                 # outcome, as it would have been without the hook.
-                try:
-                    outcome = waiter.outcome(last)
-                except WorkflowFailedError as failed:
-                    outcome = failed
+                outcome = _final(waiter, last)
             else:
                 outcome = waiter.timed_out(last)
         except Exception as error:  # a bug: end this wait with it rather than leave it hanging
@@ -572,11 +577,7 @@ class WaitHub:
             return self._going_on(waiter, delay)
         if hook:
             self._emit(waiter, now, status, None)
-        try:
-            outcome: Outcome = waiter.outcome(status)
-        except WorkflowFailedError as failed:
-            outcome = failed
-        self._finish(waiter, outcome)
+        self._finish(waiter, _final(waiter, status))
         return None
 
     def _going_on(self, waiter: _Waiter, delay: float) -> float | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -300,20 +299,12 @@ class WaitState:
             "workflow %d: poll %d failed (%s); still polling, next in %.1f s", self.wid, self.polls, error, delay
         )
 
-    async def emit(
-        self, now: float, status: WorkflowStatus | None, next_delay: float | None, error: PortableError | None = None
-    ) -> None:
-        """Tell the ``on_poll`` hook about a poll, and await it if it is a coroutine function; log, never raise,
-        what the hook raises. `call_hook` and `await_hook` are its two halves."""
-        result = self.call_hook(now, status, next_delay, error)
-        if result is not None:
-            await self.await_hook(result)
-
     def call_hook(
         self, now: float, status: WorkflowStatus | None, next_delay: float | None, error: PortableError | None = None
     ) -> Awaitable[object] | None:
         """Call the ``on_poll`` hook about a poll; return what is left to await (a coroutine function's
-        coroutine), else None. What a plain hook raises is logged, never raised."""
+        coroutine, which the hub runs in a task of its own: `WaitHub._emit`), else None. What a plain hook raises
+        is logged, never raised."""
         hook = self.options.on_poll
         if hook is None:
             return None
@@ -326,22 +317,6 @@ class WaitState:
             logger.exception("on_poll hook raised for workflow %d; ignored", self.wid)
             return None
         return result if inspect.isawaitable(result) else None
-
-    async def await_hook(self, result: Awaitable[object]) -> None:
-        """Await what `call_hook` returned; log, never raise, what it raises, but let a cancellation of the task
-        running it through."""
-        # A CancelledError the hook raises itself (it awaited a task someone else cancelled) is a hook error,
-        # not a cancellation of this wait: re-raising it would end the task that runs the hook.
-        try:
-            await _await_hook(result)
-        except asyncio.CancelledError:
-            if _being_cancelled():
-                raise
-            logger.exception("on_poll hook raised CancelledError for workflow %d; ignored", self.wid)
-        except _HookCancelledError:  # Python 3.10's form of the case above: the same words in the log
-            logger.exception("on_poll hook raised CancelledError for workflow %d; ignored", self.wid)
-        except Exception:
-            logger.exception("on_poll hook raised for workflow %d; ignored", self.wid)
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """Return this state as a JSON-able dict, its times on the wall clock (Unix seconds), for `restore`.
@@ -401,45 +376,3 @@ def check_after_range(after: datetime) -> None:
             f"after must be between {low:%Y-%m-%d} and {high:%Y-%m-%d} UTC (the time you triggered the run, read "
             f"before triggering), got {after.isoformat()}"
         )
-
-
-class _HookCancelledError(Exception):
-    """A CancelledError the ``on_poll`` hook raised (not a cancellation of the task running it)."""
-
-
-def _being_cancelled() -> bool:
-    """Return True if the current task has been asked to cancel.
-
-    Python 3.11+: ``Task.cancelling()``. 3.10 has no way to ask, so there `_await_hook` runs the hook in a task
-    of its own: a CancelledError that reaches the caller is then always the caller's own cancellation.
-    """
-    cancelling = getattr(asyncio.current_task(), "cancelling", None)
-    return True if cancelling is None else bool(cancelling())
-
-
-async def _await_hook_in_task(result: Awaitable[object]) -> None:
-    """Await a hook's awaitable in a task of its own (Python 3.10, which has no ``Task.cancelling()``).
-
-    A CancelledError then reaches the caller only when the caller itself is cancelled; the hook's own
-    becomes `_HookCancelledError`.
-    """
-    inner = asyncio.ensure_future(result)
-    try:
-        await asyncio.wait({inner})
-    except asyncio.CancelledError:
-        inner.cancel()
-        await asyncio.wait({inner})  # the hook's own clean-up ends before the cancellation goes on, as on 3.11
-        raise
-    if inner.cancelled():
-        try:
-            inner.result()
-        except asyncio.CancelledError as own:  # the hook's own, with its traceback: shown in the log
-            raise _HookCancelledError("the on_poll hook raised CancelledError") from own
-    inner.result()
-
-
-async def _await_hook_directly(result: Awaitable[object]) -> None:
-    await result
-
-
-_await_hook = _await_hook_directly if sys.version_info >= (3, 11) else _await_hook_in_task

@@ -362,6 +362,7 @@ async def test_hub_hook_raising_cancelled_error_is_a_hook_error(
     assert [s.disposition for s in done] == [Disposition.SUCCEEDED] * 3
     if sys.version_info >= (3, 11):
         assert "on_poll hook raised CancelledError for workflow 41" in caplog.text
+        assert "in hook" in caplog.text  # with its traceback: where the hook went wrong
     else:  # no cancel count to tell it from a cancellation from outside: it ends the hook quietly
         assert "on_poll hook for workflow 41 ended with CancelledError" in caplog.text
     assert "on_poll hook raised for workflow 43" in caplog.text
